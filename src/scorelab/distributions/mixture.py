@@ -1,0 +1,223 @@
+"""Gaussian mixtures with exact scores at every noise level.
+
+Each component covariance is kept in eigen-form Σₖ = Uₖ diag(λₖ) Uₖᵀ.  Then
+scale²Σₖ + σ²I = Uₖ diag(scale²λₖ + σ²) Uₖᵀ, so the law of scale·X + σZ is again a mixture
+with the same eigenvectors, and the score at a per-sample σ costs one batched rotation:
+∇ log p(x) = −Σₖ rₖ(x) Uₖ diag(1/vₖ) Uₖᵀ (x − mₖ), rₖ the posterior over components.
+Axis-aligned (diagonal / isotropic) mixtures skip the rotation (U = None).
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+from collections.abc import Sequence
+
+import torch
+from torch import Tensor
+
+from scorelab._utils import ScorelabError, as_sigma
+from scorelab.distributions.base import Target
+
+_LOG_2PI = math.log(2.0 * math.pi)
+
+
+def _as_tensor(v, dtype: torch.dtype) -> Tensor:
+    return torch.as_tensor(v, dtype=dtype).clone()
+
+
+class GaussianMixture(Target):
+    """p(x) = Σₖ wₖ N(x; μₖ, Σₖ) with full, diagonal or isotropic Σₖ.
+
+    covariances: (K, d, d) full, (K, d) diagonal, (K,) isotropic variances, or a scalar
+    variance shared by all components.  `stds=` is the isotropic alternative (σₖ, not σₖ²).
+    """
+
+    name = "gaussian_mixture"
+
+    def __init__(
+        self,
+        means: Tensor | Sequence,
+        covariances: Tensor | Sequence | float | None = None,
+        weights: Tensor | Sequence | None = None,
+        *,
+        stds: Tensor | Sequence | float | None = None,
+        dtype: torch.dtype | None = None,
+    ) -> None:
+        dtype = dtype or torch.get_default_dtype()
+        means = _as_tensor(means, dtype)
+        if means.ndim != 2 or means.shape[0] == 0:
+            raise ScorelabError(f"means must have shape (K, d), got {tuple(means.shape)}")
+        k, d = means.shape
+        if (covariances is None) == (stds is None):
+            raise ScorelabError("give exactly one of covariances= or stds=")
+        if stds is not None:
+            s = _as_tensor(stds, dtype)
+            if bool((s <= 0).any()):
+                raise ScorelabError("stds must be positive")
+            covariances = s**2
+        cov = _as_tensor(covariances, dtype)
+        eigvecs: Tensor | None = None
+        if cov.ndim == 0:
+            lam = cov.expand(k, d).clone()
+        elif cov.ndim == 1 and cov.shape == (k,):
+            lam = cov[:, None].expand(k, d).clone()
+        elif cov.ndim == 2 and cov.shape == (k, d):
+            lam = cov
+        elif cov.ndim == 3 and cov.shape == (k, d, d):
+            if not torch.allclose(cov, cov.transpose(1, 2), atol=1e-10, rtol=1e-8):
+                raise ScorelabError("covariance matrices must be symmetric")
+            lam, eigvecs = torch.linalg.eigh(cov)
+        else:
+            raise ScorelabError(
+                f"covariances must be a scalar, ({k},), ({k}, {d}) or ({k}, {d}, {d}); "
+                f"got {tuple(cov.shape)}"
+            )
+        if not bool(torch.isfinite(lam).all()) or bool((lam <= 0).any()):
+            raise ScorelabError("covariances must be finite and positive definite")
+        if weights is None:
+            w = torch.full((k,), 1.0 / k, dtype=dtype)
+        else:
+            w = _as_tensor(weights, dtype)
+            if w.shape != (k,) or bool((w < 0).any()) or float(w.sum()) <= 0:
+                raise ScorelabError(f"weights must be {k} non-negative numbers with a positive sum")
+            w = w / w.sum()
+        if not bool(torch.isfinite(means).all()):
+            raise ScorelabError("means must be finite")
+        self.means = means
+        self.eigvals = lam
+        self.eigvecs = eigvecs
+        self.weights = w
+        self.dim = d
+
+    # -- structure -------------------------------------------------------------------------
+    @property
+    def n_components(self) -> int:
+        return self.means.shape[0]
+
+    @property
+    def covariances(self) -> Tensor:
+        """Full (K, d, d) covariance matrices Uₖ diag(λₖ) Uₖᵀ."""
+        if self.eigvecs is None:
+            return torch.diag_embed(self.eigvals)
+        return self.eigvecs @ torch.diag_embed(self.eigvals) @ self.eigvecs.transpose(1, 2)
+
+    def noised(self, sigma: float, scale: float = 1.0) -> GaussianMixture:
+        """Law of scale·X + σZ: means scale·μₖ, covariances scale²Σₖ + σ²I, same weights."""
+        if sigma < 0:
+            raise ScorelabError(f"sigma must be non-negative, got {sigma}")
+        out = copy.copy(self)
+        out.means = self.means * scale
+        out.eigvals = self.eigvals * scale**2 + sigma**2
+        return out
+
+    # -- batched core ----------------------------------------------------------------------
+    def _rotate_in(self, x: Tensor) -> Tensor:
+        """y = Uₖᵀ (x − μₖ), shape (N, K, d)."""
+        diff = x[:, None, :] - self.means.to(x)[None]
+        if self.eigvecs is None:
+            return diff
+        return torch.einsum("nkd,kde->nke", diff, self.eigvecs.to(x))
+
+    def _rotate_out(self, y: Tensor) -> Tensor:
+        """Uₖ y, shape (N, K, d)."""
+        if self.eigvecs is None:
+            return y
+        return torch.einsum("nke,kde->nkd", y, self.eigvecs.to(y))
+
+    def _component_terms(self, x: Tensor, sigma: Tensor | None) -> tuple[Tensor, Tensor, Tensor]:
+        """(log N(x; μₖ, Σₖ + σ²I) of shape (N, K), whitened y (N, K, d), variances v)."""
+        self._check_x(x)
+        y = self._rotate_in(x)
+        v = self.eigvals.to(x)[None]  # (1, K, d)
+        if sigma is not None:
+            v = v + (sigma**2)[:, None, None]
+        log_n = -0.5 * ((y * y) / v + v.log()).sum(-1) - 0.5 * self.dim * _LOG_2PI
+        return log_n, y, v
+
+    def _joint(self, x: Tensor, sigma: Tensor | None) -> tuple[Tensor, Tensor, Tensor]:
+        log_n, y, v = self._component_terms(x, sigma)
+        return log_n + self.weights.to(x).log()[None], y, v
+
+    def _score(self, x: Tensor, sigma: Tensor | None) -> Tensor:
+        joint, y, v = self._joint(x, sigma)
+        r = torch.softmax(joint, dim=1)  # (N, K) posterior over components
+        return -(r[..., None] * self._rotate_out(y / v)).sum(1)
+
+    # -- Target API ------------------------------------------------------------------------
+    def log_prob(self, x: Tensor) -> Tensor:
+        """log Σₖ wₖ N(x; μₖ, Σₖ)."""
+        return torch.logsumexp(self._joint(x, None)[0], dim=1)
+
+    def score(self, x: Tensor) -> Tensor:
+        """∇ log p(x) = −Σₖ rₖ(x) Σₖ⁻¹ (x − μₖ)."""
+        return self._score(x, None)
+
+    def noised_score(self, x: Tensor, sigma: Tensor | float) -> Tensor:
+        """∇ log (p ∗ N(0, σᵢ²I))(xᵢ) with a per-sample σ, one batched pass."""
+        return self._score(x, as_sigma(sigma, x))
+
+    def responsibilities(self, x: Tensor) -> Tensor:
+        """Posterior over components rₖ(x) = wₖ N(x; μₖ, Σₖ) / p(x), shape (N, K)."""
+        return torch.softmax(self._joint(x, None)[0], dim=1)
+
+    def component_log_prob(self, x: Tensor) -> Tensor:
+        """log N(x; μₖ, Σₖ) for every component, shape (N, K)."""
+        return self._component_terms(x, None)[0]
+
+    def sample_component(self, k: int, n: int, generator: torch.Generator | None = None) -> Tensor:
+        """n samples of component k alone."""
+        labels = torch.full((n,), k, dtype=torch.long)
+        return self._draw(labels, generator)
+
+    def sample(
+        self, n: int, generator: torch.Generator | None = None, return_labels: bool = False
+    ) -> Tensor | tuple[Tensor, Tensor]:
+        """Exact draws: label ~ Categorical(w), x = μ + U diag(√λ) z."""
+        if n < 0:
+            raise ScorelabError(f"number of samples must be non-negative, got {n}")
+        labels = torch.multinomial(self.weights, n, replacement=True, generator=generator)
+        x = self._draw(labels, generator)
+        return (x, labels) if return_labels else x
+
+    def _draw(self, labels: Tensor, generator: torch.Generator | None) -> Tensor:
+        z = torch.randn((labels.shape[0], self.dim), generator=generator, dtype=self.means.dtype)
+        y = z * self.eigvals[labels].sqrt()
+        if self.eigvecs is not None:
+            y = torch.einsum("nkd,nd->nk", self.eigvecs[labels], y)
+        return self.means[labels] + y
+
+
+class Gaussian(GaussianMixture):
+    """N(μ, Σ) with full covariance: a one-component mixture, so `noised` stays Gaussian."""
+
+    name = "gaussian"
+
+    def __init__(
+        self,
+        mean: Tensor | Sequence,
+        covariance: Tensor | Sequence | float,
+        *,
+        dtype: torch.dtype | None = None,
+    ) -> None:
+        dtype = dtype or torch.get_default_dtype()
+        mean = _as_tensor(mean, dtype)
+        cov = _as_tensor(covariance, dtype)
+        if mean.ndim != 1:
+            raise ScorelabError(f"mean must have shape (d,), got {tuple(mean.shape)}")
+        d = mean.shape[0]
+        if cov.ndim == 2:
+            if cov.shape != (d, d):
+                raise ScorelabError(f"covariance must be ({d}, {d}), got {tuple(cov.shape)}")
+            cov = cov[None]
+        elif cov.ndim == 1:
+            cov = cov[None]  # diagonal
+        super().__init__(mean[None], cov, dtype=dtype)
+
+    @property
+    def mean(self) -> Tensor:
+        return self.means[0]
+
+    @property
+    def covariance(self) -> Tensor:
+        return self.covariances[0]

@@ -1,0 +1,1 @@
+"""Runnable experiments: the demo now; the seed reproductions join here."""
