@@ -44,7 +44,10 @@ class OverlapGraph:
 
 def _equal_covariances(mixture) -> bool:
     cov = getattr(mixture, "covariances", None)
-    return cov is not None and bool(torch.allclose(cov, cov[:1].expand_as(cov), rtol=1e-9))
+    # relative test only: an absolute tolerance would call tiny, different covariances equal
+    return cov is not None and bool(
+        torch.allclose(cov, cov[:1].expand_as(cov), rtol=1e-9, atol=0.0)
+    )
 
 
 def component_overlaps(

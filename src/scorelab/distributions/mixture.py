@@ -79,8 +79,11 @@ class GaussianMixture(Target):
             w = torch.full((k,), 1.0 / k, dtype=dtype)
         else:
             w = _as_tensor(weights, dtype)
-            if w.shape != (k,) or bool((w < 0).any()) or float(w.sum()) <= 0:
-                raise ScorelabError(f"weights must be {k} non-negative numbers with a positive sum")
+            ok = w.shape == (k,) and bool(torch.isfinite(w).all()) and bool((w >= 0).all())
+            if not ok or float(w.sum()) <= 0:
+                raise ScorelabError(
+                    f"weights must be {k} finite non-negative numbers with a positive sum"
+                )
             w = w / w.sum()
         if not bool(torch.isfinite(means).all()):
             raise ScorelabError("means must be finite")
@@ -104,8 +107,10 @@ class GaussianMixture(Target):
 
     def noised(self, sigma: float, scale: float = 1.0) -> GaussianMixture:
         """Law of scale·X + σZ: means scale·μₖ, covariances scale²Σₖ + σ²I, same weights."""
-        if sigma < 0:
-            raise ScorelabError(f"sigma must be non-negative, got {sigma}")
+        if not (math.isfinite(sigma) and sigma >= 0):
+            raise ScorelabError(f"sigma must be finite and non-negative, got {sigma}")
+        if not (math.isfinite(scale) and scale > 0):
+            raise ScorelabError(f"scale must be finite and positive, got {scale}")
         out = copy.copy(self)
         out.means = self.means * scale
         out.eigvals = self.eigvals * scale**2 + sigma**2
@@ -176,7 +181,10 @@ class GaussianMixture(Target):
         """Exact draws: label ~ Categorical(w), x = μ + U diag(√λ) z."""
         if n < 0:
             raise ScorelabError(f"number of samples must be non-negative, got {n}")
-        labels = torch.multinomial(self.weights, n, replacement=True, generator=generator)
+        if n == 0:  # torch.multinomial refuses n = 0
+            labels = torch.zeros(0, dtype=torch.long)
+        else:
+            labels = torch.multinomial(self.weights, n, replacement=True, generator=generator)
         x = self._draw(labels, generator)
         return (x, labels) if return_labels else x
 
