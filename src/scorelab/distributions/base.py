@@ -68,6 +68,17 @@ class Target(ABC):
             )
 
 
+def normalised_weights(weights, k: int, dtype: torch.dtype) -> Tensor:
+    """Mixture weights w / Σw as a (k,) tensor (uniform when None); rejects NaN, inf, w < 0."""
+    if weights is None:
+        return torch.full((k,), 1.0 / k, dtype=dtype)
+    w = torch.as_tensor(weights, dtype=dtype).clone()
+    ok = w.shape == (k,) and bool(torch.isfinite(w).all()) and bool((w >= 0).all())
+    if not ok or not float(w.sum()) > 0:
+        raise ScorelabError(f"weights must be {k} finite non-negative numbers with a positive sum")
+    return w / w.sum()
+
+
 def target_score_fn(target: Target) -> ScoreFn:
     """The exact ScoreFn of a target: ∇ log p at sigma=None, ∇ log (p ∗ N(0,σ²I)) otherwise."""
 

@@ -17,7 +17,7 @@ import torch
 from torch import Tensor
 
 from scorelab._utils import ScorelabError, as_sigma
-from scorelab.distributions.base import Target
+from scorelab.distributions.base import Target, normalised_weights
 
 _LOG_2PI = math.log(2.0 * math.pi)
 
@@ -75,16 +75,7 @@ class GaussianMixture(Target):
             )
         if not bool(torch.isfinite(lam).all()) or bool((lam <= 0).any()):
             raise ScorelabError("covariances must be finite and positive definite")
-        if weights is None:
-            w = torch.full((k,), 1.0 / k, dtype=dtype)
-        else:
-            w = _as_tensor(weights, dtype)
-            ok = w.shape == (k,) and bool(torch.isfinite(w).all()) and bool((w >= 0).all())
-            if not ok or float(w.sum()) <= 0:
-                raise ScorelabError(
-                    f"weights must be {k} finite non-negative numbers with a positive sum"
-                )
-            w = w / w.sum()
+        w = normalised_weights(weights, k, dtype)
         if not bool(torch.isfinite(means).all()):
             raise ScorelabError("means must be finite")
         self.means = means

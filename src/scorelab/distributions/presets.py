@@ -5,6 +5,7 @@ from __future__ import annotations
 import torch
 
 from scorelab._utils import ScorelabError
+from scorelab.distributions.logconcave import LogConcaveMixture
 from scorelab.distributions.mixture import GaussianMixture
 
 
@@ -31,15 +32,8 @@ def ncsn_toy(dim: int = 2) -> GaussianMixture:
     return GaussianMixture(torch.stack([5 * ones, -5 * ones]), 1.0, [0.8, 0.2])
 
 
-def seed000_mixture(
-    n_components: int = 2, dim: int = 2, separation: float = 8.0, weights=None
-) -> GaussianMixture:
-    """Seed 000's example: K components in d dimensions with covariances alternating I and 2I.
-
-    Means sit at `separation`·eₖ (coordinate axes, cycling signs when K > d) so that every pair
-    is at least `separation`/√2·√2 apart; default weights ∝ 1, 2, …, K so that recovering
-    unequal weights is part of the test.
-    """
+def _axis_means(n_components: int, dim: int, separation: float) -> torch.Tensor:
+    """Means at ±separation·e_(k mod d): positive axes first, then negative ones."""
     if n_components < 1 or dim < 1:
         raise ScorelabError("n_components and dim must be at least 1")
     if n_components > 2 * dim:
@@ -47,7 +41,48 @@ def seed000_mixture(
     means = torch.zeros(n_components, dim)
     for k in range(n_components):
         means[k, k % dim] = separation if k < dim else -separation
-    variances = torch.tensor([1.0 if k % 2 == 0 else 2.0 for k in range(n_components)])
+    return means
+
+
+def _default_weights(n_components: int, weights):
+    """Weights ∝ 1, 2, …, K unless given, so that recovering unequal weights is tested."""
     if weights is None:
-        weights = torch.arange(1, n_components + 1, dtype=torch.get_default_dtype())
-    return GaussianMixture(means, variances, weights)
+        return torch.arange(1, n_components + 1, dtype=torch.get_default_dtype())
+    return weights
+
+
+def seed000_mixture(
+    n_components: int = 2, dim: int = 2, separation: float = 8.0, weights=None
+) -> GaussianMixture:
+    """Seed 000's example: K Gaussians in d dimensions with covariances alternating I and 2I.
+
+    (I and 2I are the pair seed 000 mentions: their χ² divergence is infinite, yet Theorem 2
+    applies.)  Means sit on the coordinate axes at distance `separation` from the origin.
+    """
+    variances = torch.tensor([1.0 if k % 2 == 0 else 2.0 for k in range(n_components)])
+    return GaussianMixture(
+        _axis_means(n_components, dim, separation),
+        variances,
+        _default_weights(n_components, weights),
+    )
+
+
+def seed000_logconcave(
+    n_components: int = 2,
+    dim: int = 2,
+    separation: float = 8.0,
+    tilt: float = 1.0,
+    weights=None,
+) -> LogConcaveMixture:
+    """Seed 000's setting proper: K non-Gaussian, strongly log-concave components.
+
+    Same geometry as `seed000_mixture`, with component scales alternating 1 and √2 and the
+    sech-tilted density of `LogConcaveMixture` (α = 1/s², β = (1 + tilt)/s²).
+    """
+    scales = torch.tensor([1.0 if k % 2 == 0 else 2.0**0.5 for k in range(n_components)])
+    return LogConcaveMixture(
+        _axis_means(n_components, dim, separation),
+        scales,
+        _default_weights(n_components, weights),
+        tilt=tilt,
+    )
