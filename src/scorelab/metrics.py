@@ -65,12 +65,6 @@ def _pair(x: Any, y: Any, *, min_n: int = 1) -> tuple[Tensor, Tensor]:
     return xt.double(), yt.double()
 
 
-def _offdiag_mean(k: Tensor) -> Tensor:
-    """U-statistic mean of a square kernel matrix: (Σᵢⱼ kᵢⱼ − Σᵢ kᵢᵢ) / (n(n−1))."""
-    n = k.shape[0]
-    return (k.sum() - k.diagonal().sum()) / (n * (n - 1))
-
-
 # ---------------------------------------------------------------------------------------------
 # mixture weights
 
@@ -150,14 +144,23 @@ def median_heuristic(x: Any, y: Any, max_points: int = 2000) -> float:
     return float(positive.mean()) if positive.numel() else 1.0
 
 
-def _rbf_total(a: Tensor, b: Tensor, bandwidths: Tensor, block: int = 1024) -> float:
-    """Σᵢⱼ Σₕ exp(−‖aᵢ − bⱼ‖² / (2h²)), in row blocks so memory stays O(block·m)."""
+def _blocked_total(a: Tensor, b: Tensor, f, block: int = 1024) -> float:
+    """Σᵢⱼ f(‖aᵢ − bⱼ‖) in row blocks, so memory stays O(block·m) for large sets."""
     total = 0.0
     for start in range(0, a.shape[0], block):
-        sq = torch.cdist(a[start : start + block], b).square_()
-        for h in bandwidths.tolist():
-            total += float(torch.exp(sq * (-0.5 / h**2)).sum())
+        total += float(f(torch.cdist(a[start : start + block], b)))
     return total
+
+
+def _rbf_total(a: Tensor, b: Tensor, bandwidths: Tensor) -> float:
+    """Σᵢⱼ Σₕ exp(−‖aᵢ − bⱼ‖² / (2h²))."""
+    hs = bandwidths.tolist()
+
+    def rbf_sum(dist: Tensor) -> Tensor:
+        sq = dist.square_()
+        return sum(torch.exp(sq * (-0.5 / h**2)).sum() for h in hs)
+
+    return _blocked_total(a, b, rbf_sum)
 
 
 def mmd(
@@ -196,11 +199,12 @@ def energy_distance(x: Any, y: Any) -> float:
     root of the V-statistic version, which includes the zero i = j terms.
     """
     xt, yt = _pair(x, y, min_n=2)
-    return float(
-        2.0 * torch.cdist(xt, yt).mean()
-        - _offdiag_mean(torch.cdist(xt, xt))
-        - _offdiag_mean(torch.cdist(yt, yt))
-    )
+    n, m = xt.shape[0], yt.shape[0]
+    dxy = _blocked_total(xt, yt, torch.sum) / (n * m)
+    # the diagonal of a set against itself is 0, so the U-statistic divides by n(n − 1)
+    dxx = _blocked_total(xt, xt, torch.sum) / (n * (n - 1))
+    dyy = _blocked_total(yt, yt, torch.sum) / (m * (m - 1))
+    return float(2.0 * dxy - dxx - dyy)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -395,5 +399,7 @@ def fisher_divergence(
         )
     if not bool(torch.isfinite(est).all()):
         raise ScorelabError("score_fn returned NaN or inf values")
+    if not bool(torch.isfinite(ref).all()):
+        raise ScorelabError("the target's exact score is not finite at these points")
     diff = est.detach().double() - ref.detach().double()
     return float(diff.square().sum(dim=1).mean())

@@ -7,6 +7,7 @@ autograd), how to draw exact samples, and, where it exists, the exact law of sca
 
 from __future__ import annotations
 
+import math
 from abc import ABC, abstractmethod
 
 import torch
@@ -66,6 +67,85 @@ class Target(ABC):
                 f"{type(self).__name__} expects points of shape (N, {self.dim}), "
                 f"got {tuple(x.shape)}"
             )
+
+
+class FiniteMixture(Target):
+    """p(x) = Σₖ wₖ pₖ(x): the posterior, log-density and exact sampling every mixture shares.
+
+    A subclass supplies `weights` (K,), `_component_log_prob(x)` → log pₖ(x) of shape (N, K)
+    on already-checked points, and `_draw(labels, generator)` → one draw per label.
+    """
+
+    weights: Tensor
+
+    @abstractmethod
+    def _component_log_prob(self, x: Tensor) -> Tensor:
+        """log pₖ(x) for every component, (N, K); x is already checked."""
+
+    @abstractmethod
+    def _draw(self, labels: Tensor, generator: torch.Generator | None) -> Tensor:
+        """One draw of component labels[i] per row."""
+
+    @property
+    def n_components(self) -> int:
+        return self.weights.shape[0]
+
+    def posterior(self, log_components: Tensor) -> Tensor:
+        """rₖ = wₖ pₖ / Σⱼ wⱼ pⱼ from log pₖ of shape (N, K) (a stable softmax)."""
+        return torch.softmax(log_components + self.weights.to(log_components).log()[None], dim=1)
+
+    def log_prob(self, x: Tensor) -> Tensor:
+        """log p(x) = logsumexp_k [log wₖ + log pₖ(x)]."""
+        self._check_x(x)
+        joint = self._component_log_prob(x) + self.weights.to(x).log()[None]
+        return torch.logsumexp(joint, dim=1)
+
+    def responsibilities(self, x: Tensor) -> Tensor:
+        """Posterior over components rₖ(x) = wₖ pₖ(x) / p(x), shape (N, K)."""
+        self._check_x(x)
+        return self.posterior(self._component_log_prob(x))
+
+    def component_log_prob(self, x: Tensor) -> Tensor:
+        """log pₖ(x) for every component, shape (N, K)."""
+        self._check_x(x)
+        return self._component_log_prob(x)
+
+    def sample(
+        self, n: int, generator: torch.Generator | None = None, return_labels: bool = False
+    ) -> Tensor | tuple[Tensor, Tensor]:
+        """Exact draws: label ~ Categorical(w), then a draw of that component."""
+        check_sample_count(n)
+        if n == 0:  # torch.multinomial refuses n = 0
+            labels = torch.zeros(0, dtype=torch.long)
+        else:
+            labels = torch.multinomial(self.weights, n, replacement=True, generator=generator)
+        x = self._draw(labels, generator)
+        return (x, labels) if return_labels else x
+
+    def sample_component(self, k: int, n: int, generator: torch.Generator | None = None) -> Tensor:
+        """n samples of component k alone."""
+        check_sample_count(n)
+        if not 0 <= k < self.n_components:
+            raise ScorelabError(f"component index must be in [0, {self.n_components}), got {k}")
+        return self._draw(torch.full((n,), k, dtype=torch.long), generator)
+
+
+def as_param(v, dtype: torch.dtype) -> Tensor:
+    """A constructor argument as an owned tensor of the target's dtype."""
+    return torch.as_tensor(v, dtype=dtype).clone()
+
+
+def check_sample_count(n: int) -> None:
+    if isinstance(n, bool) or int(n) != n or n < 0:
+        raise ScorelabError(f"number of samples must be a non-negative integer, got {n}")
+
+
+def check_noise_args(sigma: float, scale: float) -> None:
+    """Arguments of `noised`: σ ≥ 0 and scale > 0, both finite."""
+    if not (math.isfinite(sigma) and sigma >= 0):
+        raise ScorelabError(f"sigma must be finite and non-negative, got {sigma}")
+    if not (math.isfinite(scale) and scale > 0):
+        raise ScorelabError(f"scale must be finite and positive, got {scale}")
 
 
 def normalised_weights(weights, k: int, dtype: torch.dtype) -> Tensor:

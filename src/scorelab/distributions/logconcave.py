@@ -18,7 +18,7 @@ import torch
 from torch import Tensor
 
 from scorelab._utils import ScorelabError
-from scorelab.distributions.base import Target, normalised_weights
+from scorelab.distributions.base import FiniteMixture, as_param, normalised_weights
 
 _LOG_2 = math.log(2.0)
 
@@ -45,11 +45,7 @@ def log_normaliser(tilt: float, n_nodes: int = 200) -> float:
     return float(m + np.log(np.exp(logs - m).sum())) - 0.5 * math.log1p(tilt)
 
 
-def _as_tensor(v, dtype: torch.dtype) -> Tensor:
-    return torch.as_tensor(v, dtype=dtype).clone()
-
-
-class LogConcaveMixture(Target):
+class LogConcaveMixture(FiniteMixture):
     """p(x) = Σₖ wₖ Πᵢ q((xᵢ − μₖᵢ)/sₖ)/sₖ, q(u) = e^{−u²/2} sech(u)ᶜ / Z_c (c = tilt).
 
     weights are normalised to sum to one; tilt = 0 is an isotropic Gaussian mixture.
@@ -67,13 +63,13 @@ class LogConcaveMixture(Target):
         dtype: torch.dtype | None = None,
     ) -> None:
         dtype = dtype or torch.get_default_dtype()
-        means = _as_tensor(means, dtype)
+        means = as_param(means, dtype)
         if means.ndim != 2 or means.shape[0] == 0 or means.shape[1] == 0:
             raise ScorelabError(f"means must have shape (K, d), got {tuple(means.shape)}")
         if not bool(torch.isfinite(means).all()):
             raise ScorelabError("means must be finite")
         k, d = means.shape
-        scales = _as_tensor(scales, dtype)
+        scales = as_param(scales, dtype)
         if scales.ndim == 0:
             scales = scales.expand(k).clone()
         if scales.shape != (k,):
@@ -94,11 +90,6 @@ class LogConcaveMixture(Target):
         self.log_z = log_normaliser(tilt)
 
     # -- structure -------------------------------------------------------------------------
-    @property
-    def n_components(self) -> int:
-        """K, the number of components."""
-        return self.means.shape[0]
-
     @property
     def strong_convexity(self) -> Tensor:
         """αₖ = 1/sₖ², the lower bound on the Hessian of −log pₖ (as (−log q)'' ≥ 1)."""
@@ -122,52 +113,18 @@ class LogConcaveMixture(Target):
         log_q = (-0.5 * u**2 + self.tilt * log_sech(u)).sum(2)
         return log_q - self.dim * (self.log_z + torch.log(s[:, :, 0])), u, s
 
-    def _joint(self, x: Tensor) -> tuple[Tensor, Tensor, Tensor]:
-        log_pk, u, s = self._component_terms(x)
-        return log_pk + torch.log(self.weights.to(x))[None], u, s
+    def _component_log_prob(self, x: Tensor) -> Tensor:
+        return self._component_terms(x)[0]
 
     # -- Target API ------------------------------------------------------------------------
-    def log_prob(self, x: Tensor) -> Tensor:
-        """log p(x) = logsumexp_k [log wₖ + log pₖ(x)]."""
-        return torch.logsumexp(self._joint(x)[0], dim=1)
-
     def score(self, x: Tensor) -> Tensor:
         """∇ log p(x) = Σₖ rₖ(x)·(−(u + c·tanh u)/sₖ), u = (x − μₖ)/sₖ, r the posterior.
 
         d/du log q = −u + c·(log sech)'(u) = −u − c·tanh u, and du/dx = 1/sₖ.
         """
-        joint, u, s = self._joint(x)
-        r = torch.softmax(joint, dim=1)
+        log_pk, u, s = self._component_terms(x)
+        r = self.posterior(log_pk)
         return -(r[..., None] * (u + self.tilt * torch.tanh(u)) / s).sum(1)
-
-    def responsibilities(self, x: Tensor) -> Tensor:
-        """Posterior over components rₖ(x) = wₖ pₖ(x) / p(x), shape (N, K)."""
-        return torch.softmax(self._joint(x)[0], dim=1)
-
-    def component_log_prob(self, x: Tensor) -> Tensor:
-        """log pₖ(x) for every component, shape (N, K)."""
-        return self._component_terms(x)[0]
-
-    def sample_component(self, k: int, n: int, generator: torch.Generator | None = None) -> Tensor:
-        """n samples of component k alone: μₖ + sₖ·U."""
-        if n < 0:
-            raise ScorelabError(f"number of samples must be non-negative, got {n}")
-        if not 0 <= k < self.n_components:
-            raise ScorelabError(f"component index must be in [0, {self.n_components}), got {k}")
-        return self._draw(torch.full((n,), k, dtype=torch.long), generator)
-
-    def sample(
-        self, n: int, generator: torch.Generator | None = None, return_labels: bool = False
-    ) -> Tensor | tuple[Tensor, Tensor]:
-        """Exact draws: label ~ Categorical(w), x = μ + s·U, U by rejection from N(0, I)."""
-        if n < 0:
-            raise ScorelabError(f"number of samples must be non-negative, got {n}")
-        if n == 0:  # torch.multinomial refuses n = 0
-            labels = torch.zeros(0, dtype=torch.long)
-        else:
-            labels = torch.multinomial(self.weights, n, replacement=True, generator=generator)
-        x = self._draw(labels, generator)
-        return (x, labels) if return_labels else x
 
     def sample_u(self, n: int, generator: torch.Generator | None = None) -> Tensor:
         """(n, d) i.i.d. draws of q: propose u ~ N(0, 1), accept with probability sech(u)ᶜ ≤ 1.

@@ -17,16 +17,17 @@ import torch
 from torch import Tensor
 
 from scorelab._utils import ScorelabError, as_sigma
-from scorelab.distributions.base import Target, normalised_weights
+from scorelab.distributions.base import (
+    FiniteMixture,
+    as_param,
+    check_noise_args,
+    normalised_weights,
+)
 
 _LOG_2PI = math.log(2.0 * math.pi)
 
 
-def _as_tensor(v, dtype: torch.dtype) -> Tensor:
-    return torch.as_tensor(v, dtype=dtype).clone()
-
-
-class GaussianMixture(Target):
+class GaussianMixture(FiniteMixture):
     """p(x) = Σₖ wₖ N(x; μₖ, Σₖ) with full, diagonal or isotropic Σₖ.
 
     covariances: (K, d, d) full, (K, d) diagonal, (K,) isotropic variances, or a scalar
@@ -45,18 +46,18 @@ class GaussianMixture(Target):
         dtype: torch.dtype | None = None,
     ) -> None:
         dtype = dtype or torch.get_default_dtype()
-        means = _as_tensor(means, dtype)
+        means = as_param(means, dtype)
         if means.ndim != 2 or means.shape[0] == 0:
             raise ScorelabError(f"means must have shape (K, d), got {tuple(means.shape)}")
         k, d = means.shape
         if (covariances is None) == (stds is None):
             raise ScorelabError("give exactly one of covariances= or stds=")
         if stds is not None:
-            s = _as_tensor(stds, dtype)
+            s = as_param(stds, dtype)
             if bool((s <= 0).any()):
                 raise ScorelabError("stds must be positive")
             covariances = s**2
-        cov = _as_tensor(covariances, dtype)
+        cov = as_param(covariances, dtype)
         eigvecs: Tensor | None = None
         if cov.ndim == 0:
             lam = cov.expand(k, d).clone()
@@ -86,10 +87,6 @@ class GaussianMixture(Target):
 
     # -- structure -------------------------------------------------------------------------
     @property
-    def n_components(self) -> int:
-        return self.means.shape[0]
-
-    @property
     def covariances(self) -> Tensor:
         """Full (K, d, d) covariance matrices Uₖ diag(λₖ) Uₖᵀ."""
         if self.eigvecs is None:
@@ -98,10 +95,7 @@ class GaussianMixture(Target):
 
     def noised(self, sigma: float, scale: float = 1.0) -> GaussianMixture:
         """Law of scale·X + σZ: means scale·μₖ, covariances scale²Σₖ + σ²I, same weights."""
-        if not (math.isfinite(sigma) and sigma >= 0):
-            raise ScorelabError(f"sigma must be finite and non-negative, got {sigma}")
-        if not (math.isfinite(scale) and scale > 0):
-            raise ScorelabError(f"scale must be finite and positive, got {scale}")
+        check_noise_args(sigma, scale)
         out = copy.copy(self)
         out.means = self.means * scale
         out.eigvals = self.eigvals * scale**2 + sigma**2
@@ -131,20 +125,15 @@ class GaussianMixture(Target):
         log_n = -0.5 * ((y * y) / v + v.log()).sum(-1) - 0.5 * self.dim * _LOG_2PI
         return log_n, y, v
 
-    def _joint(self, x: Tensor, sigma: Tensor | None) -> tuple[Tensor, Tensor, Tensor]:
-        log_n, y, v = self._component_terms(x, sigma)
-        return log_n + self.weights.to(x).log()[None], y, v
+    def _component_log_prob(self, x: Tensor) -> Tensor:
+        return self._component_terms(x, None)[0]
 
     def _score(self, x: Tensor, sigma: Tensor | None) -> Tensor:
-        joint, y, v = self._joint(x, sigma)
-        r = torch.softmax(joint, dim=1)  # (N, K) posterior over components
+        log_n, y, v = self._component_terms(x, sigma)
+        r = self.posterior(log_n)  # (N, K)
         return -(r[..., None] * self._rotate_out(y / v)).sum(1)
 
     # -- Target API ------------------------------------------------------------------------
-    def log_prob(self, x: Tensor) -> Tensor:
-        """log Σₖ wₖ N(x; μₖ, Σₖ)."""
-        return torch.logsumexp(self._joint(x, None)[0], dim=1)
-
     def score(self, x: Tensor) -> Tensor:
         """∇ log p(x) = −Σₖ rₖ(x) Σₖ⁻¹ (x − μₖ)."""
         return self._score(x, None)
@@ -152,32 +141,6 @@ class GaussianMixture(Target):
     def noised_score(self, x: Tensor, sigma: Tensor | float) -> Tensor:
         """∇ log (p ∗ N(0, σᵢ²I))(xᵢ) with a per-sample σ, one batched pass."""
         return self._score(x, as_sigma(sigma, x))
-
-    def responsibilities(self, x: Tensor) -> Tensor:
-        """Posterior over components rₖ(x) = wₖ N(x; μₖ, Σₖ) / p(x), shape (N, K)."""
-        return torch.softmax(self._joint(x, None)[0], dim=1)
-
-    def component_log_prob(self, x: Tensor) -> Tensor:
-        """log N(x; μₖ, Σₖ) for every component, shape (N, K)."""
-        return self._component_terms(x, None)[0]
-
-    def sample_component(self, k: int, n: int, generator: torch.Generator | None = None) -> Tensor:
-        """n samples of component k alone."""
-        labels = torch.full((n,), k, dtype=torch.long)
-        return self._draw(labels, generator)
-
-    def sample(
-        self, n: int, generator: torch.Generator | None = None, return_labels: bool = False
-    ) -> Tensor | tuple[Tensor, Tensor]:
-        """Exact draws: label ~ Categorical(w), x = μ + U diag(√λ) z."""
-        if n < 0:
-            raise ScorelabError(f"number of samples must be non-negative, got {n}")
-        if n == 0:  # torch.multinomial refuses n = 0
-            labels = torch.zeros(0, dtype=torch.long)
-        else:
-            labels = torch.multinomial(self.weights, n, replacement=True, generator=generator)
-        x = self._draw(labels, generator)
-        return (x, labels) if return_labels else x
 
     def _draw(self, labels: Tensor, generator: torch.Generator | None) -> Tensor:
         z = torch.randn((labels.shape[0], self.dim), generator=generator, dtype=self.means.dtype)
@@ -200,8 +163,8 @@ class Gaussian(GaussianMixture):
         dtype: torch.dtype | None = None,
     ) -> None:
         dtype = dtype or torch.get_default_dtype()
-        mean = _as_tensor(mean, dtype)
-        cov = _as_tensor(covariance, dtype)
+        mean = as_param(mean, dtype)
+        cov = as_param(covariance, dtype)
         if mean.ndim != 1:
             raise ScorelabError(f"mean must have shape (d,), got {tuple(mean.shape)}")
         d = mean.shape[0]

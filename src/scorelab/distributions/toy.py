@@ -16,7 +16,7 @@ from scipy.special import roots_legendre
 from torch import Tensor
 
 from scorelab._utils import ScorelabError, as_sigma
-from scorelab.distributions.base import Target
+from scorelab.distributions.base import Target, check_noise_args, check_sample_count
 
 _LOG_2PI = math.log(2.0 * math.pi)
 # Row block for the (rows × quadrature nodes) matrices: ≈ 32 MB of float64 per temporary.
@@ -24,18 +24,6 @@ _BLOCK_ELEMS = 1 << 22
 # Beyond this many nodes per arc the node computation takes seconds and the (rows × nodes)
 # blocks degrade to a few rows each; noise ≥ π²·scale/8192 ≈ 0.0012·scale stays below it.
 _MAX_MOON_NODES = 8192
-
-
-def _check_noise_args(sigma: float, scale: float) -> None:
-    if not (math.isfinite(sigma) and sigma >= 0):
-        raise ScorelabError(f"sigma must be finite and non-negative, got {sigma}")
-    if not (math.isfinite(scale) and scale > 0):
-        raise ScorelabError(f"scale must be finite and positive, got {scale}")
-
-
-def _check_n(n: int) -> None:
-    if n < 0:
-        raise ScorelabError(f"number of samples must be non-negative, got {n}")
 
 
 def _check_std(value: float, what: str) -> float:
@@ -95,7 +83,7 @@ class NoisyCircle(Target):
 
     def sample(self, n: int, generator: torch.Generator | None = None) -> Tensor:
         """x = r(cos θ, sin θ) + s·z, θ = 2π·U, z ~ N(0, I)."""
-        _check_n(n)
+        check_sample_count(n)
         theta = 2.0 * math.pi * torch.rand(n, generator=generator, dtype=self.dtype)
         ring = self.radius * torch.stack([torch.cos(theta), torch.sin(theta)], dim=1)
         return ring + self.noise * torch.randn(n, 2, generator=generator, dtype=self.dtype)
@@ -135,7 +123,7 @@ class NoisyCircle(Target):
 
     def noised(self, sigma: float, scale: float = 1.0) -> NoisyCircle:
         """scale·X + σZ = NoisyCircle(scale·r, √(scale²s² + σ²)): Gaussian noises add."""
-        _check_noise_args(sigma, scale)
+        check_noise_args(sigma, scale)
         return NoisyCircle(scale * self.radius, math.sqrt((scale * self.noise) ** 2 + sigma**2))
 
 
@@ -181,7 +169,7 @@ class TwoMoons(Target):
         self.noise = _check_std(noise, "noise")
         if int(n_nodes) < 2:
             raise ScorelabError(f"n_nodes must be at least 2, got {n_nodes}")
-        _check_noise_args(0.0, scale)
+        check_noise_args(0.0, scale)
         self.n_nodes = int(n_nodes)
         self.scale = float(scale)
         self.dtype = torch.get_default_dtype()
@@ -203,7 +191,7 @@ class TwoMoons(Target):
 
     def sample(self, n: int, generator: torch.Generator | None = None) -> Tensor:
         """x = scale·(upper or lower arc)(π·U) + s·z, arc chosen by a fair coin."""
-        _check_n(n)
+        check_sample_count(n)
         upper_arc = torch.rand(n, generator=generator, dtype=self.dtype) < 0.5
         t = math.pi * torch.rand(n, generator=generator, dtype=self.dtype)
         upper, lower = _moon_arcs(t)
@@ -260,7 +248,7 @@ class TwoMoons(Target):
 
     def noised(self, sigma: float, scale: float = 1.0) -> TwoMoons:
         """scale·X + σZ = TwoMoons(noise √(scale²s² + σ²)) on arcs scaled by scale."""
-        _check_noise_args(sigma, scale)
+        check_noise_args(sigma, scale)
         return TwoMoons(
             math.sqrt((scale * self.noise) ** 2 + sigma**2),
             n_nodes=self.n_nodes,
@@ -321,7 +309,7 @@ class Checkerboard(Target):
 
     def sample(self, n: int, generator: torch.Generator | None = None) -> Tensor:
         """x = low_k + width·U, k uniform over dark squares (they have equal area)."""
-        _check_n(n)
+        check_sample_count(n)
         k = torch.randint(self.lows.shape[0], (n,), generator=generator)
         u = torch.rand(n, 2, generator=generator, dtype=self.dtype)
         return self.lows.to(self.dtype)[k] + self.width * u
@@ -366,7 +354,7 @@ class NoisedCheckerboard(Target):
     def __init__(
         self, n_squares: int = 4, size: float = 4.0, sigma: float = 0.1, scale: float = 1.0
     ) -> None:
-        _check_noise_args(sigma, scale)
+        check_noise_args(sigma, scale)
         if sigma == 0:
             raise ScorelabError("NoisedCheckerboard needs sigma > 0; sigma = 0 is Checkerboard")
         self.board = Checkerboard(n_squares, size)
@@ -406,7 +394,7 @@ class NoisedCheckerboard(Target):
 
     def noised(self, sigma: float, scale: float = 1.0) -> NoisedCheckerboard:
         """scale'·(scale·X + σZ) + σ'Z' = (scale'·scale)·X + √(scale'²σ² + σ'²)·Z."""
-        _check_noise_args(sigma, scale)
+        check_noise_args(sigma, scale)
         return NoisedCheckerboard(
             self.board.n_squares,
             self.board.size,

@@ -119,7 +119,9 @@ def run_demo(out_root: str | Path = "runs", settings: DemoSettings | None = None
     floor = mmd(target.sample(s.n, generator=g), reference)
     metrics = {
         "target": "seed001_fig3",
-        "true_weights": target.weights.tolist(),
+        "true_weights": [
+            round(w, 6) for w in target.weights.tolist()
+        ],  # float32 → 0.2, not 0.2000000030
         "score": "exact",
         "mmd_noise_floor": floor,
         "settings": s.__dict__,

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import math
-
 import torch
 from torch import Tensor
 
 from scorelab._types import LogProbFn, SampleResult, ScoreFn
 from scorelab._utils import randn_like
 from scorelab.samplers._loop import check_count, check_positive, check_start, flat_sum, iterate
+from scorelab.samplers._mh import acceptance_rate, check_start_log_prob, mh_select
 
 
 def leapfrog(
@@ -52,28 +51,24 @@ def hmc(
     n_lf = check_count("n_leapfrog", n_leapfrog, minimum=1)
     n = check_count("n_steps", n_steps)
     adjusted = log_prob_fn is not None
-    state = {"grad": score_fn(x0, None), "accepted": 0.0}
+    state = {"grad": score_fn(x0, None), "accepted": torch.zeros((), device=x0.device)}
     if adjusted:
-        state["logp"] = log_prob_fn(x0)
+        state["logp"] = check_start_log_prob(log_prob_fn(x0), "hmc")
 
     def step(x: Tensor, i: int) -> Tensor:
         p0 = randn_like(x, generator)
         x_new, p_new, grad_new = leapfrog(score_fn, x, p0, state["grad"], eps, n_lf)
         if not adjusted:
             state["grad"] = grad_new
-            state["accepted"] += 1.0
             return x_new
         logp_new = log_prob_fn(x_new)
         # ΔH = H(new) − H(old), H = −log p + ½‖p‖²
         delta_h = (-logp_new + 0.5 * flat_sum(p_new**2)) - (-state["logp"] + 0.5 * flat_sum(p0**2))
-        log_alpha = torch.where(torch.isfinite(delta_h), -delta_h, -math.inf)
-        u = torch.rand(log_alpha.shape, generator=generator, dtype=log_alpha.dtype)
-        accept = u.log() < log_alpha
-        state["accepted"] += float(accept.double().mean())
-        state["logp"] = torch.where(accept, logp_new, state["logp"])
-        mask = accept.reshape((-1,) + (1,) * (x.ndim - 1))
-        state["grad"] = torch.where(mask, grad_new, state["grad"])
-        return torch.where(mask, x_new, x)
+        accept, (x, state["logp"], state["grad"]) = mh_select(
+            -delta_h, (x, state["logp"], state["grad"]), (x_new, logp_new, grad_new), generator
+        )
+        state["accepted"] += accept.sum()
+        return x
 
     hint = f"reduce step_size (now {eps:g}) or n_leapfrog (now {n_lf})"
     name = "hmc" if adjusted else "hmc (no Metropolis)"
@@ -85,7 +80,7 @@ def hmc(
         "n_leapfrog": n_lf,
         "n_steps": n,
         "adjusted": adjusted,
-        "acceptance_rate": state["accepted"] / max(n, 1) if adjusted else 1.0,
+        "acceptance_rate": acceptance_rate(state["accepted"], x0.shape[0], n) if adjusted else None,
         "seconds": seconds,
     }
     return SampleResult(samples=x, nfe=1 + n * n_lf, trajectory=traj, info=info)

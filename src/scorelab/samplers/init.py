@@ -16,11 +16,13 @@ def uniform_box(
     *,
     generator: torch.Generator | None = None,
     dtype: torch.dtype | None = None,
+    device: torch.device | str | None = None,
 ) -> Tensor:
     """n points uniform on [low, high]^dim."""
     if not high > low:
         raise ScorelabError(f"uniform box needs low < high, got [{low}, {high}]")
-    u = torch.rand((n, dim), generator=generator, dtype=dtype or torch.get_default_dtype())
+    dtype = dtype or torch.get_default_dtype()
+    u = torch.rand((n, dim), generator=generator, dtype=dtype, device=device)
     return low + (high - low) * u
 
 
@@ -31,12 +33,14 @@ def gaussian_prior(
     *,
     generator: torch.Generator | None = None,
     dtype: torch.dtype | None = None,
+    device: torch.device | str | None = None,
 ) -> Tensor:
     """n points from N(0, std²I) (the annealed-Langevin start at σ₁ uses std = σ₁)."""
-    if std <= 0:
+    if not std > 0:
         raise ScorelabError(f"prior std must be positive, got {std}")
     shape = (shape,) if isinstance(shape, int) else tuple(shape)
-    z = torch.randn((n, *shape), generator=generator, dtype=dtype or torch.get_default_dtype())
+    dtype = dtype or torch.get_default_dtype()
+    z = torch.randn((n, *shape), generator=generator, dtype=dtype, device=device)
     return std * z
 
 
@@ -51,10 +55,12 @@ def from_data(
     if data.ndim < 2 or data.shape[0] == 0:
         raise ScorelabError(f"data must have shape (M, ...) with M > 0, got {tuple(data.shape)}")
     m = data.shape[0]
+    # indices live on the generator's device; the rows are gathered where the data lives
+    device = generator.device if generator is not None else data.device
     if replace:
-        idx = torch.randint(0, m, (n,), generator=generator)
+        idx = torch.randint(0, m, (n,), generator=generator, device=device)
     else:
         if n > m:
             raise ScorelabError(f"cannot draw {n} distinct starts from {m} data points")
-        idx = torch.randperm(m, generator=generator)[:n]
-    return data[idx].clone()
+        idx = torch.randperm(m, generator=generator, device=device)[:n]
+    return data[idx.to(data.device)].clone()

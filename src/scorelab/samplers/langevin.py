@@ -114,7 +114,6 @@ def annealed_langevin(
     nfe = n_total
     if denoise:
         x = tweedie_denoise(score_fn, x, sig_l)
-        check_finite(x, where="annealed_langevin (final denoising)", step=n_total + 1, hint=hint)
         nfe += 1
     info = {
         "step_size": eps,
@@ -130,4 +129,6 @@ def annealed_langevin(
 def tweedie_denoise(score_fn: ScoreFn, x: Tensor, sigma: float) -> Tensor:
     """Tweedie's formula (seed 002): E[x₀ | x̃] = x̃ + σ²·∇log q_σ(x̃) ≈ x̃ + σ²·s(x̃, σ)."""
     check_positive("sigma", sigma)
-    return x + sigma**2 * score_fn(x, as_sigma(sigma, x))
+    out = x + sigma**2 * score_fn(x, as_sigma(sigma, x))
+    check_finite(out, where="tweedie_denoise", step=0, hint=f"check the score at sigma={sigma:g}")
+    return out
