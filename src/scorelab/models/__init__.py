@@ -1,0 +1,28 @@
+"""Score models: networks that map x (and a noise level or time) to a score."""
+
+from scorelab.models.energy import EnergyScore
+from scorelab.models.mlp import CONDITIONING, EnergyMLP, FourierEmbedding, ScoreMLP
+from scorelab.models.wrap import model_log_prob_fn, model_score_fn
+from scorelab.registry import Registry
+
+MODELS: Registry = Registry("model")
+MODELS.register("score_mlp")(ScoreMLP)
+
+
+@MODELS.register("energy_mlp")
+def energy_mlp(dim: int, **kwargs) -> EnergyScore:
+    """An EnergyMLP wrapped as a score model (s = −∇E)."""
+    return EnergyScore(EnergyMLP(dim, **kwargs))
+
+
+__all__ = [
+    "CONDITIONING",
+    "MODELS",
+    "EnergyMLP",
+    "EnergyScore",
+    "FourierEmbedding",
+    "ScoreMLP",
+    "energy_mlp",
+    "model_log_prob_fn",
+    "model_score_fn",
+]
