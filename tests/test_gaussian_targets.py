@@ -152,6 +152,26 @@ def _test_points(d: int, gen: torch.Generator) -> tuple[torch.Tensor, torch.Tens
     return near, far
 
 
+def _saturated_far_points(means, covs, w) -> torch.Tensor:
+    """Points at ‖x‖ = 50 where the posterior over components is one-hot, by construction.
+
+    Directions are fixed, not drawn (± every coordinate axis and ± every eigenvector of every
+    Σₖ), and a point is kept only if the log-odds between its best and second-best component,
+    computed independently with torch.distributions, is ≥ 40 nats: there every other component
+    has posterior ≤ (K − 1)·e⁻⁴⁰ < 1e-17, i.e. the softmax is saturated to float64 precision.
+    """
+    d = means.shape[1]
+    dirs = torch.cat([torch.eye(d, dtype=F64)] + [torch.linalg.eigh(c)[1].T for c in covs])
+    x = 50.0 * torch.cat([dirs, -dirs])
+    joint = MultivariateNormal(means, covariance_matrix=covs).log_prob(x[:, None, :]) + w.log()
+    top2 = joint.topk(2, dim=1).values
+    keep = top2[:, 0] - top2[:, 1] >= 40.0
+    # The construction must not silently thin out: for every multi-component case here most
+    # fixed directions qualify (the fewest is 15 of 16, for "full"), so ask for over half.
+    assert int(keep.sum()) > x.shape[0] // 2, int(keep.sum())
+    return x[keep]
+
+
 def _autograd_score(log_prob, x: torch.Tensor) -> torch.Tensor:
     x = x.clone().requires_grad_(True)
     (g,) = torch.autograd.grad(log_prob(x).sum(), x)
@@ -170,7 +190,8 @@ def _grid_2d(lo: float, hi: float, h: float) -> torch.Tensor:
 def test_score_equals_autograd_of_log_prob(name, gen):
     target, means, covs, w = _case(name)
     near, far = _test_points(target.dim, gen)
-    x = torch.cat([near, far])
+    saturated = _saturated_far_points(means, covs, w) if len(w) > 1 else far[:0]
+    x = torch.cat([near, far, saturated])
     score = target.score(x)
     # float64: closed form and autograd evaluate the same algebra up to rounding (~1e-13
     # relative at |score| ≤ 250); 1e-9 leaves room and still catches any wrong term.
@@ -179,10 +200,22 @@ def test_score_equals_autograd_of_log_prob(name, gen):
     ref = _reference(means, covs, w)
     torch.testing.assert_close(score, _autograd_score(ref.log_prob, x), rtol=1e-8, atol=1e-8)
     if len(w) > 1:
-        # The far points really are in the saturated regime: the posterior is one-hot to 1e-9
-        # at ≥ 90% of them (not all: a direction can be nearly tied between two components).
-        r_max = target.responsibilities(far).max(1).values
-        assert float((r_max > 1 - 1e-9).double().mean()) >= 0.9
+        # The saturated points (in x above, so the score was checked there) really exercise the
+        # one-hot softmax: the library's posterior is one-hot to 1e-12 and picks the reference's
+        # component (its other entries are < 1e-17 in exact arithmetic, see the helper).
+        r = target.responsibilities(saturated)
+        assert bool((r.max(1).values > 1 - 1e-12).all()), r
+        ref_joint = MultivariateNormal(means, covariance_matrix=covs).log_prob(
+            saturated[:, None, :]
+        )
+        assert torch.equal(r.argmax(1), (ref_joint + w.log()).argmax(1))
+        # ...and at every far point (saturated or nearly tied) the posterior is the reference's:
+        # both are a softmax of float64 log-densities of size ≤ ~1e4, so they agree to ~1e-12.
+        ref_r = torch.softmax(
+            MultivariateNormal(means, covariance_matrix=covs).log_prob(far[:, None, :]) + w.log(),
+            dim=1,
+        )
+        torch.testing.assert_close(target.responsibilities(far), ref_r, rtol=0, atol=1e-10)
     assert bool(torch.isfinite(score).all())
 
 

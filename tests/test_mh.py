@@ -77,3 +77,10 @@ def test_mh_select_accepts_with_probability_min_one_exp_log_alpha(gen):
         rates, torch.tensor([1.0, 1.0, 0.3, 0.0, 0.0], dtype=torch.float64), atol=0.015
     )
     assert torch.equal(chosen[:, 0], accept.to(chosen.dtype))
+
+
+def test_hmc_without_metropolis_reports_no_acceptance_rate(gen):
+    res = hmc(
+        lambda x, s: -x, torch.zeros(8, 2), step_size=0.1, n_leapfrog=2, n_steps=3, generator=gen
+    )
+    assert res.info["adjusted"] is False and res.info["acceptance_rate"] is None
