@@ -17,6 +17,7 @@ import scipy.stats
 import torch
 
 from scorelab._utils import ScorelabError
+from scorelab.distributions import GaussianMixture
 from scorelab.metrics import (
     WeightReport,
     energy_distance,
@@ -126,10 +127,7 @@ def test_weights_from_labels_counts_empty_components():
 
 
 def test_weight_recovery_with_library_gaussian_mixture(gen):
-    distributions = pytest.importorskip("scorelab.distributions")
-    if not hasattr(distributions, "GaussianMixture"):
-        pytest.skip("scorelab.distributions.GaussianMixture not written yet")
-    mix = distributions.GaussianMixture(
+    mix = GaussianMixture(
         means=torch.tensor([[-6.0, 0.0], [6.0, 0.0]]),
         stds=torch.tensor([0.5, 0.5]),
         weights=torch.tensor([0.25, 0.75]),
@@ -338,19 +336,27 @@ def test_fisher_divergence_of_constant_shift_is_its_squared_norm(gen):
 
 
 def test_fisher_divergence_given_points_and_sigma_forwarding(gen):
-    target = StandInGaussian([0.0, 0.0], [1.0, 1.0])
-    x = target.sample(64, generator=gen)
+    from scorelab.distributions import Gaussian
+
+    target = Gaussian([0.0, 0.0], [[1.0, 0.0], [0.0, 1.0]], dtype=F64)
+    x = target.noised(0.1).sample(64, generator=gen)
     seen = []
 
     def score_fn(pts, sigma):
         seen.append(sigma)
-        return target.score(pts) * 2.0  # error ‖s‖² = ‖x‖² → E = d = 2 under N(0, I)
+        # twice the exact noised score −x/(1 + σ²): the error is ‖x‖²/(1 + σ²)²
+        return -2.0 * pts / (1.0 + 0.1**2)
 
     value = fisher_divergence(score_fn, target, x=x, sigma=0.1)
-    assert value == pytest.approx(float(x.square().sum(1).mean()), rel=1e-12)
+    want = float(x.square().sum(1).mean()) / (1.0 + 0.1**2) ** 2
+    assert value == pytest.approx(want, rel=1e-12)
     assert seen[0].shape == (64,) and bool((seen[0] == 0.1).all())
     fisher_divergence(score_fn, target, x=x)
     assert seen[1] is None
+    # a noise level needs an exact noised law; a bare stand-in has none
+    bare = StandInGaussian([0.0, 0.0], [1.0, 1.0])
+    with pytest.raises(ScorelabError, match="exact noised law"):
+        fisher_divergence(score_fn, bare, x=x, sigma=0.1)
 
 
 def test_fisher_divergence_sampling_is_seeded():

@@ -201,7 +201,8 @@ def energy_distance(x: Any, y: Any) -> float:
     xt, yt = _pair(x, y, min_n=2)
     n, m = xt.shape[0], yt.shape[0]
     dxy = _blocked_total(xt, yt, torch.sum) / (n * m)
-    # the diagonal of a set against itself is 0, so the U-statistic divides by n(n − 1)
+    # a set against itself: the diagonal is 0 (up to cdist round-off, ~1e-7), so the
+    # U-statistic divides by n(n − 1)
     dxx = _blocked_total(xt, xt, torch.sum) / (n * (n - 1))
     dyy = _blocked_total(yt, yt, torch.sum) / (m * (m - 1))
     return float(2.0 * dxy - dxx - dyy)
@@ -371,31 +372,92 @@ def fisher_divergence(
     n: int | None = None,
     x: Any = None,
     *,
-    sigma: float | Tensor | None = None,
+    sigma: float | Tensor | Sequence[float] | None = None,
     generator: torch.Generator | None = None,
-) -> float:
-    """Fisher divergence E_{x∼p} ‖s(x, σ) − ∇ₓ log p(x)‖², averaged over n target samples or x.
+) -> float | list[float]:
+    """Fisher divergence E_{x∼p_σ} ‖s(x, σ) − ∇ₓ log p_σ(x)‖², p_σ = p ∗ N(0, σ²I).
 
-    `sigma` is only forwarded to score_fn; the reference is always `target.score`. To score a
-    noise-conditional model at level σ against the noised law, pass `target.noised(σ)`.
+    sigma=None: the clean law, E_{x∼p} ‖s(x, None) − target.score(x)‖², over n target samples
+    or the given points x.  A scalar sigma: the exact noised law at σ — x ~ target.noised(σ)
+    when n is given, reference target.noised_score(x, σ) — returning a float.  A list or 1-D
+    tensor of levels: one such value per level, as a list of floats (n samples drawn afresh
+    per level; x must be None, since points of one law cannot serve every level).
+
+    `target` is the CLEAN law: passing `target.noised(σ)` together with sigma=σ would noise it
+    twice.  A noise level needs a target with an exact noised law (`noised`, `noised_score`).
     """
+    levels = _fisher_levels(sigma)
+    if levels is None:
+        return _fisher_at(score_fn, target, n, x, sigma, generator)
+    if x is not None:
+        raise ScorelabError(
+            "fisher_divergence at several noise levels draws fresh samples per level: give n, "
+            "not x (or call it once per level with a scalar sigma)"
+        )
+    if not hasattr(target, "noised_score"):
+        raise ScorelabError(
+            f"fisher_divergence at several noise levels needs a target with noised/noised_score, "
+            f"got {type(target).__name__}"
+        )
+    return [_fisher_at(score_fn, target, n, None, level, generator) for level in levels]
+
+
+def _fisher_levels(sigma: Any) -> list[float] | None:
+    """A list/tuple/1-D array of levels as floats; None for a scalar or sigma=None."""
+    if sigma is None:
+        return None
+    if isinstance(sigma, (list, tuple)):
+        values = torch.as_tensor([float(v) for v in sigma], dtype=torch.float64)
+    else:
+        values = torch.as_tensor(sigma, dtype=torch.float64)
+        if values.ndim == 0:
+            return None
+    if values.ndim != 1 or values.numel() == 0:
+        raise ScorelabError(
+            f"sigma must be a scalar or a non-empty 1-D list of levels, got shape "
+            f"{tuple(values.shape)}"
+        )
+    return values.tolist()
+
+
+def _fisher_at(
+    score_fn: ScoreFn,
+    target: Any,
+    n: int | None,
+    x: Any,
+    sigma: float | Tensor | None,
+    generator: torch.Generator | None,
+) -> float:
+    """One Fisher divergence at the clean law (sigma=None) or at one scalar noise level."""
     if (n is None) == (x is None):
         raise ScorelabError("fisher_divergence needs exactly one of n (samples to draw) or x")
+    level = None if sigma is None else float(sigma)
+    if level is not None and not (bool(np.isfinite(level)) and level >= 0):
+        raise ScorelabError(f"sigma must be finite and ≥ 0, got {level}")
+    noised = level is not None
+    if noised and not hasattr(target, "noised_score"):
+        raise ScorelabError(
+            f"fisher_divergence at a noise level needs a target with an exact noised law "
+            f"(noised/noised_score), got {type(target).__name__}"
+        )
     if x is None:
         if n is None or n < 1:
             raise ScorelabError(f"n must be ≥ 1, got {n}")
-        pts = target.sample(n, generator=generator)
+        law = target.noised(level) if noised and level > 0 else target
+        pts = law.sample(n, generator=generator)
     else:
         pts = x
     pts = _points(pts, "x")
     if pts.shape[1] != int(target.dim):
         raise ScorelabError(f"x has dimension {pts.shape[1]}, target has dimension {target.dim}")
-    est = torch.as_tensor(score_fn(pts, as_sigma(sigma, pts)))
-    ref = torch.as_tensor(target.score(pts))
+    s = as_sigma(level, pts)
+    est = torch.as_tensor(score_fn(pts, s))
+    ref = torch.as_tensor(target.noised_score(pts, s) if noised else target.score(pts))
     if est.shape != pts.shape or ref.shape != pts.shape:
         raise ScorelabError(
             f"scores must have the points' shape {tuple(pts.shape)}, got score_fn "
-            f"{tuple(est.shape)} and target.score {tuple(ref.shape)}"
+            f"{tuple(est.shape)} and target.{'noised_score' if noised else 'score'} "
+            f"{tuple(ref.shape)}"
         )
     if not bool(torch.isfinite(est).all()):
         raise ScorelabError("score_fn returned NaN or inf values")

@@ -1,0 +1,350 @@
+"""fit(): train a score model with any per-sample objective — Adam, EMA, clipping, checkpoints.
+
+An objective is a callable ``objective(model, x, *, generator=None) -> Tensor`` of shape (N,)
+(per-sample losses, see scorelab.objectives). docs/training.md describes the checkpoint layout,
+the resume semantics and the batch sampling rule.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import math
+import os
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+from tqdm.auto import tqdm
+
+from scorelab._utils import DivergenceError, ScorelabError, make_generator
+from scorelab.checkpoint import (
+    EMA_PREFIX,
+    atomic_write,
+    checkpoint_dir,
+    load_checkpoint,
+    optimizer_state_dict,
+    read_checkpoint_json,
+    read_state,
+    read_weights,
+    save_checkpoint,
+)
+
+Objective = Callable[..., Tensor]
+METRICS_FILE = "metrics.jsonl"
+
+__all__ = ["METRICS_FILE", "FitResult", "Objective", "fit", "load_checkpoint"]
+
+
+@dataclass
+class FitResult:
+    """What fit() returns. `losses` and `skipped` cover the steps run by this call only."""
+
+    model: nn.Module
+    ema: nn.Module | None
+    step: int  # the run's step count after this call (including steps before a resume)
+    losses: list[float]  # one per step of this call; NaN/inf for skipped steps
+    seconds: float  # wall clock of this call
+    start_step: int = 0  # the step this call resumed from (0 for a fresh run)
+    skipped: list[int] = field(default_factory=list)  # steps whose update was skipped
+
+    def best_model(self) -> nn.Module:
+        """The EMA model when there is one (usually the better sampler), else the trained model."""
+        return self.ema if self.ema is not None else self.model
+
+
+def _check_data(data: Any) -> Tensor:
+    if isinstance(data, np.ndarray):
+        data = torch.from_numpy(data)
+    if not isinstance(data, Tensor):
+        raise ScorelabError(f"data must be a tensor or numpy array, got {type(data).__name__}")
+    if not data.is_floating_point():
+        raise ScorelabError(f"data must be floating point, got dtype {data.dtype}")
+    if data.ndim < 2:
+        raise ScorelabError(
+            f"data must have shape (M, ...) with M samples, got {tuple(data.shape)}"
+        )
+    if data.shape[0] < 1:
+        raise ScorelabError("data is empty (0 samples)")
+    bad = int((~torch.isfinite(data)).reshape(data.shape[0], -1).any(dim=1).sum())
+    if bad:
+        raise ScorelabError(f"data has {bad} of {data.shape[0]} rows with NaN or inf values")
+    return data
+
+
+def _check_args(
+    *,
+    steps: int,
+    batch_size: int,
+    lr: float,
+    ema_decay: float | None,
+    grad_clip: float | None,
+    run_dir: Any,
+    checkpoint_every: int | None,
+    resume: bool,
+    log_every: int,
+    config: dict | None,
+) -> None:
+    def positive_int(name: str, v: Any) -> None:
+        if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+            raise ScorelabError(f"{name} must be an integer >= 1, got {v!r}")
+
+    positive_int("steps", steps)
+    positive_int("batch_size", batch_size)
+    positive_int("log_every", log_every)
+    if checkpoint_every is not None:
+        positive_int("checkpoint_every", checkpoint_every)
+        if run_dir is None:
+            raise ScorelabError("checkpoint_every needs a run_dir to write checkpoints into")
+    if not (isinstance(lr, int | float) and math.isfinite(lr) and lr > 0):
+        raise ScorelabError(f"lr must be a finite number > 0, got {lr!r}")
+    if ema_decay is not None and not (isinstance(ema_decay, int | float) and 0 < ema_decay < 1):
+        raise ScorelabError(f"ema_decay must be in (0, 1) or None, got {ema_decay!r}")
+    if grad_clip is not None and not (
+        isinstance(grad_clip, int | float) and math.isfinite(grad_clip) and grad_clip > 0
+    ):
+        raise ScorelabError(f"grad_clip must be a finite number > 0 or None, got {grad_clip!r}")
+    if resume and run_dir is None:
+        raise ScorelabError("resume=True needs a run_dir to resume from")
+    if config is not None:
+        if not isinstance(config, dict):
+            raise ScorelabError(f"config must be a dict, got {type(config).__name__}")
+        try:
+            json.dumps(config, allow_nan=False)
+        except (TypeError, ValueError) as e:
+            raise ScorelabError(f"config must be JSON-serialisable: {e}") from e
+
+
+@torch.no_grad()
+def _update_ema(ema: nn.Module, model: nn.Module, decay: float) -> None:
+    for e, p in zip(ema.parameters(), model.parameters(), strict=True):
+        e.mul_(decay).add_(p.detach(), alpha=1 - decay)
+    for e, b in zip(ema.buffers(), model.buffers(), strict=True):
+        e.copy_(b)
+
+
+def _grads_finite(params: list[Tensor]) -> bool:
+    grads = [p.grad for p in params if p.grad is not None]
+    return not grads or bool(torch.stack([torch.isfinite(g).all() for g in grads]).all())
+
+
+def _truncate_metrics(path: Path, step: int) -> None:
+    """Drop metrics lines after `step` (they belong to steps that will be run again)."""
+    if not path.exists():
+        return
+    kept = []
+    for line in path.read_text().splitlines():
+        try:
+            record = json.loads(line)
+        except ValueError:  # a line torn by a crash
+            continue
+        if isinstance(record, dict) and record.get("step", math.inf) <= step:
+            kept.append(line + "\n")
+    atomic_write(path, "".join(kept).encode())
+
+
+def _json_loss(v: float) -> float | None:
+    return v if math.isfinite(v) else None
+
+
+def fit(
+    model: nn.Module,
+    objective: Objective,
+    data: Tensor | np.ndarray,
+    *,
+    steps: int,
+    batch_size: int = 256,
+    lr: float = 1e-3,
+    ema_decay: float | None = None,
+    grad_clip: float | None = None,
+    seed: int = 0,
+    run_dir: str | Path | None = None,
+    checkpoint_every: int | None = None,
+    resume: bool = False,
+    log_every: int = 100,
+    progress: bool = False,
+    config: dict | None = None,
+    skip_nonfinite: bool = False,
+) -> FitResult:
+    """Minimise mean(objective(model, batch)) with Adam for `steps` steps in total.
+
+    Each step draws `batch_size` rows of `data` uniformly with replacement from a generator
+    seeded with `seed`, which the objective also receives. With `run_dir`, writes
+    metrics.jsonl and checkpoints (every `checkpoint_every` steps and at the end); with
+    resume=True, continues from the last checkpoint there bit for bit.
+    """
+    _check_args(
+        steps=steps,
+        batch_size=batch_size,
+        lr=lr,
+        ema_decay=ema_decay,
+        grad_clip=grad_clip,
+        run_dir=run_dir,
+        checkpoint_every=checkpoint_every,
+        resume=resume,
+        log_every=log_every,
+        config=config,
+    )
+    data = _check_data(data)
+    params = list(model.parameters())
+    if not params:
+        raise ScorelabError("model has no parameters to train")
+    device, dtype = params[0].device, params[0].dtype
+    # the whole data set lives next to the model: one gather per step, no host transfer
+    data = data.to(device=device, dtype=dtype)
+    g = make_generator(seed, device)
+    optimizer = torch.optim.Adam(params, lr=lr)
+    ema = None
+    if ema_decay is not None:
+        ema = copy.deepcopy(model).requires_grad_(False)
+        for p in ema.parameters():
+            p.grad = None
+
+    start, seconds_before, acc_sum, acc_count = 0, 0.0, 0.0, 0
+    run_path = Path(run_dir) if run_dir is not None else None
+    if run_path is not None:
+        record = read_checkpoint_json(run_path)
+        if record is not None and not resume:
+            raise ScorelabError(
+                f"{run_path} already holds a checkpoint at step {record['step']}; pass "
+                "resume=True to continue it, or use a new run_dir"
+            )
+        if record is not None:
+            start = record["step"]
+            if start > steps:
+                raise ScorelabError(
+                    f"the checkpoint in {run_path} is at step {start}, past steps={steps}"
+                )
+            if record["has_ema"] != (ema is not None):
+                has = "has EMA weights" if record["has_ema"] else "has no EMA weights"
+                raise ScorelabError(
+                    f"the checkpoint in {run_path} {has} but ema_decay={ema_decay}; resume "
+                    "with the run's ema_decay setting"
+                )
+            folder = checkpoint_dir(run_path)
+            weights_path = folder / record["files"]["weights"]["name"]
+            # read and check everything before touching the model
+            weights = read_weights(weights_path, model)
+            ema_weights = read_weights(weights_path, ema, EMA_PREFIX) if ema is not None else None
+            state = read_state(folder / record["files"]["state"]["name"])
+            model.load_state_dict(weights)
+            if ema is not None:
+                ema.load_state_dict(ema_weights)
+            g.set_state(state.pop("rng.generator"))
+            torch.set_rng_state(state.pop("rng.torch"))
+            optimizer.load_state_dict(optimizer_state_dict(state, record["optimizer"]))
+            for group in optimizer.param_groups:
+                group["lr"] = lr  # the caller's lr wins: lowering it after a divergence is the fix
+            seconds_before = record["seconds"]
+            acc_sum, acc_count = record["metrics_accumulator"]
+        run_path.mkdir(parents=True, exist_ok=True)
+        _truncate_metrics(run_path / METRICS_FILE, start)
+
+    meta = {
+        "lr": lr,
+        "seed": seed,
+        "batch_size": batch_size,
+        "ema_decay": ema_decay,
+        "grad_clip": grad_clip,
+        "config": config,
+    }
+    losses: list[float] = []
+    skipped: list[int] = []
+    n = data.shape[0]
+    t0 = time.perf_counter()
+    model.train()
+    metrics = open(run_path / METRICS_FILE, "a") if run_path is not None else None  # noqa: SIM115
+    bar = tqdm(total=steps, initial=start, disable=not progress, desc="fit", unit="step")
+    try:
+        for step in range(start + 1, steps + 1):
+            idx = torch.randint(0, n, (batch_size,), generator=g, device=device)
+            per_sample = objective(model, data[idx], generator=g)
+            if not isinstance(per_sample, Tensor) or per_sample.shape != (batch_size,):
+                shape = tuple(per_sample.shape) if isinstance(per_sample, Tensor) else per_sample
+                raise ScorelabError(
+                    f"the objective must return per-sample losses of shape ({batch_size},), "
+                    f"got {shape}"
+                )
+            loss = per_sample.mean()
+            value = float(loss.detach())
+            optimizer.zero_grad(set_to_none=True)
+            ok = math.isfinite(value)
+            if ok:
+                loss.backward()
+                ok = _grads_finite(params)
+            if not ok:
+                what = "loss" if not math.isfinite(value) else "gradient"
+                if not skip_nonfinite:
+                    raise DivergenceError(
+                        f"training diverged at step {step}: the {what} is not finite; try a "
+                        f"smaller lr (now {lr:g})"
+                        + ("" if grad_clip is not None else " and/or set grad_clip (e.g. 1.0)")
+                        + ", or pass skip_nonfinite=True to skip such steps"
+                    )
+                optimizer.zero_grad(set_to_none=True)
+                skipped.append(step)
+                if metrics is not None:
+                    line = {"step": step, "loss": _json_loss(value), "skipped": True}
+                    line["seconds"] = seconds_before + time.perf_counter() - t0
+                    metrics.write(json.dumps(line) + "\n")
+            else:
+                if grad_clip is not None:
+                    torch.nn.utils.clip_grad_norm_(params, grad_clip)
+                optimizer.step()
+                if ema is not None:
+                    _update_ema(ema, model, ema_decay)
+                acc_sum += value
+                acc_count += 1
+            losses.append(value)
+            bar.update(1)
+
+            if step % log_every == 0 or step == steps:
+                mean = acc_sum / acc_count if acc_count else math.nan
+                if progress:
+                    bar.set_postfix(loss=f"{mean:.4g}")
+                if metrics is not None:
+                    seconds = seconds_before + time.perf_counter() - t0
+                    line = {"step": step, "loss": _json_loss(mean), "seconds": seconds}
+                    metrics.write(json.dumps(line) + "\n")
+                    metrics.flush()
+                acc_sum, acc_count = 0.0, 0
+            if run_path is not None and (
+                step == steps or (checkpoint_every is not None and step % checkpoint_every == 0)
+            ):
+                if metrics is not None:  # the lines up to this step must outlive a crash too
+                    metrics.flush()
+                    os.fsync(metrics.fileno())
+                save_checkpoint(
+                    run_path,
+                    step,
+                    model=model,
+                    ema=ema,
+                    optimizer=optimizer,
+                    generator=g,
+                    meta={
+                        **meta,
+                        "seconds": seconds_before + time.perf_counter() - t0,
+                        "metrics_accumulator": [acc_sum, acc_count],
+                    },
+                )
+    finally:
+        bar.close()
+        if metrics is not None:
+            metrics.close()
+    model.eval()
+    if ema is not None:
+        ema.eval()
+    return FitResult(
+        model=model,
+        ema=ema,
+        step=steps,
+        losses=losses,
+        seconds=time.perf_counter() - t0,
+        start_step=start,
+        skipped=skipped,
+    )
