@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 
 from scorelab import __version__
 from scorelab._utils import ScorelabError
@@ -25,26 +26,152 @@ def build_parser() -> argparse.ArgumentParser:
         description="Score-based generative modelling: learn ∇ log p from data, sample, measure.",
     )
     parser.add_argument("--version", action="version", version=f"scorelab {__version__}")
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    demo = sub.add_parser(
-        "demo",
-        help="sample the seed 001 Fig. 3 mixture three ways and report weights, MMD, NFE",
-        description="Plain Langevin (uniform start), annealed Langevin and Langevin from data "
-        "with early stopping on a 0.2/0.8 two-Gaussian mixture with its exact score.",
+    parser.add_argument(
+        "--threads",
+        type=_positive_int,
+        default=1,
+        help="torch CPU threads (default 1: the small ops of toy models run fastest on one)",
     )
-    demo.add_argument("--out", default="runs", help="folder for run folders (default: runs)")
-    demo.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
-    demo.add_argument("-n", type=_positive_int, default=5000, help="chains per sampler")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    p = sub.add_parser("train", help="train a score model from a TOML config into a run folder")
+    p.add_argument("config", help="a TOML config (see configs/)")
+    p.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a config value, e.g. --set train.steps=500 (repeatable)",
+    )
+
+    p = sub.add_parser("sample", help="draw samples from a trained run")
+    p.add_argument("run", help="a run folder written by `scorelab train`")
+    p.add_argument("--sampler", choices=("langevin", "annealed_langevin", "mala", "hmc"))
+    p.add_argument("-n", type=_positive_int, help="number of samples")
+    p.add_argument("--seed", type=int, help="random seed (default: the run's seed + 1)")
+    p.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="sampler setting, e.g. --set step_size=1e-4 --set init=data",
+    )
+
+    p = sub.add_parser("evaluate", help="measure a run's samples and score against the truth")
+    p.add_argument("run")
+
+    p = sub.add_parser("report", help="write RUN/report.html, one self-contained page")
+    p.add_argument("run")
+
+    p = sub.add_parser("experiment", help="run a reproduction of a seed figure or table")
+    p.add_argument("name", nargs="?", help="experiment name (see --list)")
+    p.add_argument("--list", action="store_true", help="list the experiments")
+    p.add_argument(
+        "--size",
+        choices=("small", "full"),
+        default="full",
+        help="full: the documented run; small: a seconds-long smoke run",
+    )
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", default="runs", help="folder for run folders (default: runs)")
+
+    p = sub.add_parser(
+        "demo",
+        help="train an NCSN on the seed 001 Fig. 3 mixture and sample it three ways",
+        description="Trains a noise-conditional score model on samples of a 0.2/0.8 "
+        "two-Gaussian mixture, then samples it with plain Langevin, annealed Langevin and "
+        "Langevin from the data, beside the same samplers with the exact score.",
+    )
+    p.add_argument("--out", default="runs", help="folder for run folders (default: runs)")
+    p.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
+    p.add_argument("-n", type=_positive_int, default=5000, help="chains per sampler")
+    p.add_argument("--steps", type=_positive_int, default=None, help="training steps")
     return parser
 
 
-def _demo(args: argparse.Namespace) -> int:
+def _train(args) -> int:
+    from scorelab.config import load_config
+    from scorelab.pipeline import train
+
+    cfg = load_config(args.config, args.set)
+    run_dir = train(cfg, Path(args.config).read_text())
+    print(f"trained: {run_dir}")
+    print(f"next: scorelab sample {run_dir}")
+    return 0
+
+
+def _sample(args) -> int:
+    from scorelab.pipeline import sample
+
+    path = sample(args.run, sampler=args.sampler, n=args.n, overrides=args.set, seed=args.seed)
+    print(f"wrote {path}")
+    return 0
+
+
+def _evaluate(args) -> int:
+    from scorelab.pipeline import evaluate
+
+    out = evaluate(args.run)
+    print(f"reference: {out['reference']}")
+    for name, row in out["samples"].items():
+        w = row.get("weights")
+        extra = f"  weights {[round(v, 3) for v in w['estimated']]} (TV {w['tv']:.3f})" if w else ""
+        print(f"{name}: MMD² {row['mmd']:.3g}  SW₂ {row['sliced_w2']:.3g}  NFE {row['nfe']}{extra}")
+    if "fisher_divergence" in out:
+        print(f"Fisher divergence of the model: {out['fisher_divergence']}")
+    print(f"wrote {Path(args.run) / 'evaluation.json'}")
+    return 0
+
+
+def _report(args) -> int:
+    from scorelab.report import build_report
+
+    print(f"wrote {build_report(args.run)}")
+    return 0
+
+
+def _experiment(args) -> int:
+    from scorelab.experiments import get_experiment, list_experiments
+    from scorelab.report import build_report
+    from scorelab.runs import fresh_run_dir, write_json
+
+    if args.list or args.name is None:
+        for name, doc in list_experiments().items():
+            print(f"{name:22s} {doc}")
+        return 0
+    exp = get_experiment(args.name)
+    run_dir = fresh_run_dir(args.out, f"experiment-{exp.name}")
+    results = exp.run(run_dir, size=args.size, seed=args.seed)
+    results.setdefault("title", exp.title)
+    results.setdefault("seed_ref", exp.seed_ref)
+    results["size"], results["seed"] = args.size, args.seed
+    write_json(run_dir / "results.json", results)
+    for line in results.get("summary", []):
+        print(line)
+    print(f"wrote {run_dir}/results.json and {build_report(run_dir)}")
+    return 0
+
+
+def _demo(args) -> int:
     from scorelab.experiments.demo import DemoSettings, format_table, run_demo
 
-    metrics = run_demo(args.out, DemoSettings(n=args.n, seed=args.seed))
+    settings = DemoSettings(n=args.n, seed=args.seed)
+    if args.steps is not None:
+        settings = DemoSettings(n=args.n, seed=args.seed, train_steps=args.steps)
+    metrics = run_demo(args.out, settings)
     print(format_table(metrics))
-    print(f"wrote {metrics['run_dir']}/metrics.json and {metrics['run_dir']}/samples.png")
+    print(f"wrote {metrics['run_dir']}/report.html")
     return 0
+
+
+_COMMANDS = {
+    "train": _train,
+    "sample": _sample,
+    "evaluate": _evaluate,
+    "report": _report,
+    "experiment": _experiment,
+    "demo": _demo,
+}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -53,23 +180,21 @@ def main(argv: list[str] | None = None) -> int:
     if args.command is None:
         parser.print_help()
         return 0
+    import torch
+
+    torch.set_num_threads(args.threads)
     try:
-        if args.command == "demo":
-            return _demo(args)
+        return _COMMANDS[args.command](args)
     except ScorelabError as err:
         print(f"scorelab: error: {err}", file=sys.stderr)
         return 2
     except OSError as err:
-        print(
-            f"scorelab: error: {err.strerror or err}: {err.filename or ''}".rstrip(": "),
-            file=sys.stderr,
-        )
+        where = f": {err.filename}" if err.filename else ""
+        print(f"scorelab: error: {err.strerror or err}{where}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("scorelab: interrupted", file=sys.stderr)
         return 130
-    parser.error(f"unknown command {args.command}")
-    return 2
 
 
 if __name__ == "__main__":

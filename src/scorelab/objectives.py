@@ -304,9 +304,11 @@ OBJECTIVES.register("ncsn")(NCSN)
 
 
 @OBJECTIVES.register("ssm_vr")
-def ssm_vr(**kwargs: Any) -> SSM:
+def ssm_vr(n_projections: int = 1, projection: str = "gaussian", sigma: float | None = None) -> SSM:
     """Variance-reduced sliced score matching: SSM with ½‖s‖² in place of ½(vᵀs)²."""
-    return SSM(variance_reduced=True, **kwargs)
+    return SSM(
+        n_projections=n_projections, projection=projection, variance_reduced=True, sigma=sigma
+    )
 
 
 __all__ = [

@@ -10,9 +10,26 @@ MODELS.register("score_mlp")(ScoreMLP)
 
 
 @MODELS.register("energy_mlp")
-def energy_mlp(dim: int, **kwargs) -> EnergyScore:
+def energy_mlp(
+    dim: int,
+    hidden: int = 128,
+    depth: int = 3,
+    *,
+    conditioning: str = "none",
+    embed_dim: int = 32,
+    activation: str = "softplus",
+) -> EnergyScore:
     """An EnergyMLP wrapped as a score model (s = −∇E)."""
-    return EnergyScore(EnergyMLP(dim, **kwargs))
+    return EnergyScore(
+        EnergyMLP(
+            dim,
+            hidden,
+            depth,
+            conditioning=conditioning,
+            embed_dim=embed_dim,
+            activation=activation,
+        )
+    )
 
 
 __all__ = [

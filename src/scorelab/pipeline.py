@@ -1,0 +1,382 @@
+"""What `scorelab train / sample / evaluate` do, as functions of a config and a run folder."""
+
+from __future__ import annotations
+
+import math
+import sys
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from scorelab import __version__
+from scorelab._utils import ScorelabError, make_generator
+from scorelab.checkpoint import load_checkpoint
+from scorelab.config import RunConfig, apply_override, parse_config, parse_sample
+from scorelab.data import check_data, load_training_data
+from scorelab.runs import (
+    figures_dir,
+    fresh_run_dir,
+    load_samples,
+    read_json,
+    save_samples,
+    write_json,
+)
+
+
+# -- noise ladder -----------------------------------------------------------------------------
+def resolve_noise(cfg: RunConfig, data: torch.Tensor) -> dict[str, Any]:
+    """Fill σ₁, L and ε left unset from the heuristics of Song & Ermon 2020; say which came
+    from where, so the run folder records values a user did not have to guess."""
+    from scorelab import heuristics
+    from scorelab.schedules import geometric_sigmas
+
+    n = cfg.noise
+    dim = int(data[0].numel())
+    source = {}
+    sigma_max = n.sigma_max
+    source["sigma_max"] = "config" if sigma_max is not None else "max pairwise distance"
+    if sigma_max is None:
+        sigma_max = heuristics.sigma_max_from_data(data)
+    if not sigma_max > n.sigma_min:
+        raise ScorelabError(
+            f"[noise] sigma_max = {sigma_max:g} (from the data) must exceed sigma_min = "
+            f"{n.sigma_min:g}; set sigma_min lower"
+        )
+    levels = n.n_levels
+    if levels is not None:
+        source["n_levels"] = "config"
+    elif dim >= 5:
+        levels = heuristics.n_levels(sigma_max, n.sigma_min, dim)
+        source["n_levels"] = "overlap rule C(γ) = 0.5"
+    else:
+        levels = 10
+        source["n_levels"] = f"default 10 (the overlap rule fixes no γ in D = {dim} ≤ 4)"
+    sigmas = geometric_sigmas(sigma_max, n.sigma_min, levels)
+    gamma = (sigma_max / n.sigma_min) ** (1.0 / (levels - 1))
+    step = n.step_size
+    source["step_size"] = "config" if step is not None else "Song & Ermon 2020 technique 4"
+    if step is None:
+        step = heuristics.step_size(n.n_steps_each, gamma, n.sigma_min)
+    return {
+        "sigma_max": float(sigma_max),
+        "sigma_min": float(n.sigma_min),
+        "n_levels": int(levels),
+        "gamma": float(gamma),
+        "sigmas": sigmas.tolist(),
+        "step_size": float(step),
+        "n_steps_each": int(n.n_steps_each),
+        "source": source,
+    }
+
+
+# -- builders ---------------------------------------------------------------------------------
+def build_model(cfg: RunConfig, dim: int) -> torch.nn.Module:
+    from scorelab.models import MODELS
+
+    return MODELS.build(cfg.model.name, dim=dim, **cfg.model.params)
+
+
+def build_objective(cfg: RunConfig, sigmas: list[float]):
+    from scorelab.objectives import OBJECTIVES
+
+    params = dict(cfg.objective.params)
+    if cfg.objective.name == "ncsn":
+        params["sigmas"] = sigmas
+    return OBJECTIVES.build(cfg.objective.name, **params)
+
+
+def _interactive() -> bool:
+    return sys.stderr.isatty()
+
+
+# -- train ------------------------------------------------------------------------------------
+def train(cfg: RunConfig, config_text: str | None = None) -> Path:
+    """Train into a fresh run folder: config.toml, config.json (resolved), data.npy,
+    metrics.jsonl, checkpoints/."""
+    from scorelab.train import fit
+
+    data, _ = load_training_data(cfg.data, cfg.seed)
+    noise = resolve_noise(cfg, data)
+    torch.manual_seed(cfg.seed)  # the model's initial weights
+    model = build_model(cfg, int(data.shape[1]))
+    objective = build_objective(cfg, noise["sigmas"])  # builds (and validates) before the folder
+    run_dir = fresh_run_dir(cfg.out, cfg.name)
+    if config_text is not None:
+        (run_dir / "config.toml").write_text(config_text)
+    np.save(run_dir / "data.npy", data.numpy())
+    n_params = sum(p.numel() for p in model.parameters())
+    write_json(
+        run_dir / "config.json",
+        {
+            "config": cfg.as_dict(),
+            "noise": noise,
+            "dim": int(data.shape[1]),
+            "n_data": int(data.shape[0]),
+            "n_parameters": int(n_params),
+            "scorelab_version": __version__,
+            "created": datetime.now().isoformat(timespec="seconds"),
+        },
+    )
+    t = cfg.train
+    print(
+        f"{cfg.model.name}: {n_params} parameters; {cfg.objective.name} on "
+        f"{data.shape[0]} points in {data.shape[1]}-d",
+        file=sys.stderr,
+    )
+    fit(
+        model,
+        objective,
+        data,
+        steps=t.steps,
+        batch_size=t.batch_size,
+        lr=t.lr,
+        ema_decay=t.ema_decay,
+        grad_clip=t.grad_clip,
+        seed=cfg.seed,
+        run_dir=run_dir,
+        checkpoint_every=t.checkpoint_every,
+        log_every=t.log_every,
+        progress=_interactive(),
+        config=cfg.as_dict(),
+    )
+    return run_dir
+
+
+# -- loading a run ----------------------------------------------------------------------------
+def load_run(run_dir: str | Path) -> tuple[RunConfig, dict, torch.nn.Module]:
+    """(config, resolved metadata, model with its EMA weights if it has them)."""
+    run_dir = Path(run_dir)
+    if not run_dir.is_dir():
+        raise ScorelabError(f"run folder {run_dir} does not exist")
+    meta = read_json(run_dir / "config.json")
+    cfg = parse_config(meta["config"])
+    model = build_model(cfg, meta["dim"])
+    load_checkpoint(run_dir, model, ema=cfg.train.ema_decay is not None)
+    model.eval()
+    return cfg, meta, model
+
+
+def _target(cfg: RunConfig):
+    from scorelab.distributions import TARGETS
+
+    return None if cfg.data.target is None else TARGETS.build(cfg.data.target, **cfg.data.params)
+
+
+# -- sample -----------------------------------------------------------------------------------
+_DEFAULTS = {
+    "langevin": {"n_steps": 1000},
+    "annealed_langevin": {"denoise": True},
+    "mala": {"n_steps": 1000},
+    "hmc": {"n_steps": 200, "n_leapfrog": 5},
+}
+
+
+def sample(
+    run_dir: str | Path,
+    *,
+    sampler: str | None = None,
+    n: int | None = None,
+    overrides: list[str] | None = None,
+    seed: int | None = None,
+) -> Path:
+    """Draw samples from a trained run; writes samples/NAME.npz (+ a figure in 2-D)."""
+    from scorelab.models import model_log_prob_fn, model_score_fn
+    from scorelab.samplers import (
+        annealed_langevin,
+        from_data,
+        gaussian_prior,
+        hmc,
+        langevin,
+        mala,
+        uniform_box,
+    )
+
+    run_dir = Path(run_dir)
+    cfg, meta, model = load_run(run_dir)
+    s = cfg.sample
+    raw = {"sampler": s.sampler, "n": s.n, "init": s.init, **s.params}
+    if sampler is not None and sampler != raw["sampler"]:
+        raw = {"sampler": sampler, "n": raw["n"], "init": raw["init"]}  # params were for another
+    if n is not None:
+        raw["n"] = n
+    for item in overrides or []:
+        apply_override(raw, item.removeprefix("sample."))
+    sc = parse_sample(raw)
+    params = {**_DEFAULTS[sc.sampler], **sc.params}
+    noise, dim = meta["noise"], meta["dim"]
+    data = torch.as_tensor(np.load(run_dir / "data.npy"))
+    g = make_generator(cfg.seed + 1 if seed is None else seed)
+
+    if sc.init == "data":
+        x0 = from_data(data, sc.n, generator=g)
+    elif sc.init == "uniform":
+        lo, hi = float(data.min()), float(data.max())
+        x0 = uniform_box(sc.n, dim, lo, hi, generator=g)
+    elif sc.sampler == "annealed_langevin":
+        x0 = gaussian_prior(sc.n, dim, noise["sigma_max"], generator=g)
+    else:
+        x0 = data.mean(0) + data.std(0) * gaussian_prior(sc.n, dim, generator=g)
+
+    score_fn = model_score_fn(model)
+    conditional = getattr(model, "conditioning", "none") == "sigma"
+    if conditional and sc.sampler != "annealed_langevin":
+        # a single-level sampler on a noise-conditional model runs at the smallest σ
+        sig_l = noise["sigma_min"]
+        base = score_fn
+        score_fn = lambda x, _s: base(x, torch.full((x.shape[0],), sig_l))  # noqa: E731
+    step = params.pop("step_size", None)
+    if sc.sampler == "annealed_langevin":
+        res = annealed_langevin(
+            score_fn,
+            x0,
+            sigmas=noise["sigmas"],
+            step_size=step or noise["step_size"],
+            n_steps_each=params.get("n_steps_each", noise["n_steps_each"]),
+            denoise=params["denoise"],
+            generator=g,
+            progress=_interactive(),
+        )
+    elif sc.sampler == "langevin":
+        step = step or (noise["sigma_min"] ** 2 if conditional else 0.01)
+        kw = {"time": params["time"]} if "time" in params else {"n_steps": params["n_steps"]}
+        res = langevin(score_fn, x0, step_size=step, generator=g, progress=_interactive(), **kw)
+    elif sc.sampler == "mala":
+        res = mala(
+            score_fn,
+            x0,
+            log_prob_fn=model_log_prob_fn(model),
+            step_size=step or 0.01,
+            n_steps=params["n_steps"],
+            generator=g,
+            progress=_interactive(),
+        )
+    else:
+        lp = model_log_prob_fn(model) if hasattr(model, "log_prob") and not conditional else None
+        res = hmc(
+            score_fn,
+            x0,
+            step_size=step or 0.05,
+            n_leapfrog=params["n_leapfrog"],
+            n_steps=params["n_steps"],
+            log_prob_fn=lp,
+            generator=g,
+            progress=_interactive(),
+        )
+    stamp = datetime.now().strftime("%Y%m%d-%H%M%S-%f")
+    path = save_samples(
+        run_dir / "samples" / f"{sc.sampler}-{stamp}.npz",
+        res.samples,
+        sampler=sc.sampler,
+        init=sc.init,
+        n=sc.n,
+        nfe=res.nfe,
+        params=params,
+        step_size=res.info.get("step_size"),
+        info=res.info,
+    )
+    if dim == 2:
+        _plot_samples(
+            run_dir,
+            cfg,
+            data,
+            res.samples,
+            f"{sc.sampler} ({sc.init} start)",
+            figures_dir(run_dir) / f"samples-{path.stem}.png",
+        )
+    return path
+
+
+def _plot_samples(run_dir, cfg, data, samples, title, path) -> None:
+    from scorelab.plots import samples_over_density, save
+
+    target = _target(cfg)
+    if target is not None:
+        log_prob = target.log_prob
+    else:  # no density: shade a Gaussian KDE of the training data instead
+        from scipy.stats import gaussian_kde
+
+        kde = gaussian_kde(data.numpy().T)
+        log_prob = lambda x: torch.as_tensor(kde.logpdf(x.numpy().T))  # noqa: E731
+    both = torch.cat([data, torch.as_tensor(samples, dtype=data.dtype)])
+    lo, hi = both.quantile(0.005, dim=0), both.quantile(0.995, dim=0)
+    pad = 0.1 * (hi - lo)
+    fig = samples_over_density(
+        [("training data", data), (title, torch.as_tensor(samples))],
+        log_prob,
+        xlim=(float(lo[0] - pad[0]), float(hi[0] + pad[0])),
+        ylim=(float(lo[1] - pad[1]), float(hi[1] + pad[1])),
+    )
+    save(fig, path)
+
+
+# -- evaluate ---------------------------------------------------------------------------------
+def evaluate(run_dir: str | Path, *, n_reference: int = 2000) -> dict[str, Any]:
+    """Every samples file against the exact target (or the training data), and the model's
+    Fisher divergence where the exact score is known; writes evaluation.json."""
+    from scorelab.distributions.base import FiniteMixture
+    from scorelab.metrics import (
+        energy_distance,
+        fisher_divergence,
+        mixture_weights,
+        mmd,
+        sliced_wasserstein,
+    )
+    from scorelab.models import model_score_fn
+
+    run_dir = Path(run_dir)
+    cfg, meta, model = load_run(run_dir)
+    data = torch.as_tensor(np.load(run_dir / "data.npy"))
+    target = _target(cfg)
+    g = make_generator(cfg.seed + 2)
+    if target is not None:
+        reference, ref_name = target.sample(n_reference, generator=g).float(), "exact samples"
+    else:
+        reference, ref_name = data[torch.randperm(len(data), generator=g)[:n_reference]], "data"
+    out: dict[str, Any] = {"reference": ref_name, "samples": {}}
+    files = sorted((run_dir / "samples").glob("*.npz")) if (run_dir / "samples").is_dir() else []
+    if not files:
+        raise ScorelabError(f"{run_dir} has no samples yet: run `scorelab sample {run_dir}` first")
+    for f in files:
+        arr, smeta = load_samples(f)
+        x = check_data(arr, f.name)
+        x = x[:n_reference]
+        row: dict[str, Any] = {
+            "sampler": smeta.get("sampler"),
+            "init": smeta.get("init"),
+            "nfe": smeta.get("nfe"),
+            "mmd": mmd(x, reference),
+            "sliced_w2": sliced_wasserstein(x, reference, generator=make_generator(0)),
+            "energy_distance": energy_distance(x, reference),
+            # memorisation: how close outputs sit to their nearest training point
+            "nn_distance_to_data": float(torch.cdist(x, data).min(1).values.mean()),
+        }
+        if isinstance(target, FiniteMixture):
+            row["weights"] = mixture_weights(x, target).as_dict()
+        out["samples"][f.name] = row
+    out["nn_distance_reference"] = float(torch.cdist(reference, data).min(1).values.mean())
+    if target is not None:
+        sf = model_score_fn(model)
+        cond = getattr(model, "conditioning", "none") == "sigma"
+        if cond:
+            levels = [meta["noise"]["sigma_max"], meta["noise"]["sigma_min"]]
+            mid = math.sqrt(levels[0] * levels[1])
+            levels = [levels[0], mid, levels[1]]
+            try:
+                values = fisher_divergence(sf, target, n=n_reference, sigma=levels, generator=g)
+                out["fisher_divergence"] = dict(
+                    zip([f"{s:.4g}" for s in levels], values, strict=True)
+                )
+            except ScorelabError as err:
+                out["fisher_divergence"] = f"not available: {err}"
+        else:
+            try:
+                out["fisher_divergence"] = {
+                    "clean": fisher_divergence(sf, target, n=n_reference, generator=g)
+                }
+            except ScorelabError as err:
+                out["fisher_divergence"] = f"not available: {err}"
+    write_json(run_dir / "evaluation.json", out)
+    return out
