@@ -59,7 +59,7 @@ class TrainConfig:
     steps: int = 2000
     batch_size: int = 256
     lr: float = 1e-3
-    ema_decay: float | None = 0.999
+    ema_decay: float | None = 0.999  # 0 in a config file: no EMA
     grad_clip: float | None = None
     checkpoint_every: int | None = None
     log_every: int = 100
@@ -163,6 +163,8 @@ def parse_config(raw: dict) -> RunConfig:
             allowed = ", ".join(sorted(top | set(_TABLES)))
             raise ScorelabError(f"unknown top-level key '{key}'; allowed: {allowed}")
     cfg = RunConfig(**kwargs)
+    if cfg.train.ema_decay == 0:  # TOML has no null: 0 switches the EMA off
+        cfg.train.ema_decay = None
     validate(cfg)
     return cfg
 
