@@ -439,3 +439,19 @@ class _WrongShapeMixture:
 
     def responsibilities(self, x):
         return torch.ones(x.shape[0], 2) / 2
+
+
+def test_mixture_weights_survive_far_but_finite_points():
+    """Chains far out are finite but overflow (or cannot be told apart) in float32.
+
+    At |x| = 1e19, ‖x − μ‖² ≈ 1e38 sits at float32's limit: the report must not crash (the
+    assignment itself is arbitrary there, even in float64).  At x = 1e12 the two components'
+    log-densities differ by 10·x = 1e13, below float32's resolution (≈ 6e16 at 1e24) but
+    well above float64's (≈ 1e8): computed in float64 the point goes to the nearer mode.
+    """
+    from scorelab.distributions import seed001_fig3
+
+    huge = torch.tensor([[1.6e19, 5.0], [-5.0, 5.0], [5.0, 5.0]])
+    assert sum(mixture_weights(huge, seed001_fig3()).estimated) == pytest.approx(1.0)
+    far = torch.tensor([[1e12, 5.0], [-5.0, 5.0], [5.0, 5.0]])
+    assert mixture_weights(far, seed001_fig3()).estimated == pytest.approx([1 / 3, 2 / 3])

@@ -102,7 +102,8 @@ def weights_from_labels(labels: Any, n_components: int) -> Tensor:
 
 def mixture_weights(samples: Any, mixture: Any) -> WeightReport:
     """Assign xᵢ to argmaxₖ p(k | xᵢ); report ŵₖ = counts/N, w, and tv = ½ Σ |ŵ − w|."""
-    x = _points(samples, "samples")
+    # float64: a chain far out (|x| ~ 1e19, finite) overflows ‖x − μ‖² in float32
+    x = _points(samples, "samples").double()
     k = int(mixture.n_components)
     resp = torch.as_tensor(mixture.responsibilities(x))
     if resp.shape != (x.shape[0], k):
