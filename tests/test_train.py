@@ -455,11 +455,10 @@ def test_same_seed_same_bits_different_seed_different_bits():
 
 
 def test_with_the_library_dsm_objective():
-    objectives = pytest.importorskip("scorelab.objectives")
-    if not hasattr(objectives, "DSM"):
-        pytest.skip("scorelab.objectives.DSM not available yet")
+    from scorelab.objectives import DSM
+
     torch.manual_seed(0)
-    obj = objectives.DSM(sigma=0.5)
+    obj = DSM(sigma=0.5)
     result = fit(ScoreMLP(2, hidden=32, depth=2), obj, gaussian_data(2048), steps=150, lr=3e-3)
     floor = 2 / (2 * 0.5**2) - 2 / (2 * (1 + 0.5**2))  # DSM's minimum for N(0, I) data: 3.2
     assert abs(np.mean(result.losses[-50:]) / floor - 1) < 0.05

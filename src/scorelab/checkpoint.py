@@ -57,7 +57,7 @@ def _fsync_dir(folder: Path) -> None:
     try:
         os.fsync(fd)
     except OSError:
-        pass
+        pass  # some filesystems cannot fsync a folder; the file fsyncs already happened
     finally:
         os.close(fd)
 
