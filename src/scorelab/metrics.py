@@ -118,10 +118,7 @@ def mixture_weights(samples: Any, mixture: Any) -> WeightReport:
     if true.numel() != k:
         raise ScorelabError(f"mixture.weights has {true.numel()} entries, expected {k}")
     tv = 0.5 * float((estimated - true).abs().sum())
-    # float32 weights print as 0.20000000298…; seven decimals is what they carry
-    return WeightReport(
-        estimated=estimated.tolist(), true=[round(w, 7) for w in true.tolist()], tv=tv
-    )
+    return WeightReport(estimated=estimated.tolist(), true=true.tolist(), tv=tv)
 
 
 # ---------------------------------------------------------------------------------------------
