@@ -102,9 +102,12 @@ class GaussianMixture(FiniteMixture):
         return out
 
     # -- batched core ----------------------------------------------------------------------
-    def _rotate_in(self, x: Tensor) -> Tensor:
-        """y = Uₖᵀ (x − μₖ), shape (N, K, d)."""
-        diff = x[:, None, :] - self.means.to(x)[None]
+    def _rotate_in(self, x: Tensor, scale: Tensor | None = None) -> Tensor:
+        """y = Uₖᵀ (x − aμₖ), shape (N, K, d), a a per-sample scale (1 when None)."""
+        means = self.means.to(x)[None]
+        if scale is not None:
+            means = scale[:, None, None] * means
+        diff = x[:, None, :] - means
         if self.eigvecs is None:
             return diff
         return torch.einsum("nkd,kde->nke", diff, self.eigvecs.to(x))
@@ -115,11 +118,15 @@ class GaussianMixture(FiniteMixture):
             return y
         return torch.einsum("nke,kde->nkd", y, self.eigvecs.to(y))
 
-    def _component_terms(self, x: Tensor, sigma: Tensor | None) -> tuple[Tensor, Tensor, Tensor]:
-        """(log N(x; μₖ, Σₖ + σ²I) of shape (N, K), whitened y (N, K, d), variances v)."""
+    def _component_terms(
+        self, x: Tensor, sigma: Tensor | None, scale: Tensor | None = None
+    ) -> tuple[Tensor, Tensor, Tensor]:
+        """(log N(x; aμₖ, a²Σₖ + σ²I) of shape (N, K), whitened y (N, K, d), variances v)."""
         self._check_x(x)
-        y = self._rotate_in(x)
+        y = self._rotate_in(x, scale)
         v = self.eigvals.to(x)[None]  # (1, K, d)
+        if scale is not None:
+            v = v * (scale**2)[:, None, None]
         if sigma is not None:
             v = v + (sigma**2)[:, None, None]
         log_n = -0.5 * ((y * y) / v + v.log()).sum(-1) - 0.5 * self.dim * _LOG_2PI
@@ -128,8 +135,8 @@ class GaussianMixture(FiniteMixture):
     def _component_log_prob(self, x: Tensor) -> Tensor:
         return self._component_terms(x, None)[0]
 
-    def _score(self, x: Tensor, sigma: Tensor | None) -> Tensor:
-        log_n, y, v = self._component_terms(x, sigma)
+    def _score(self, x: Tensor, sigma: Tensor | None, scale: Tensor | None = None) -> Tensor:
+        log_n, y, v = self._component_terms(x, sigma, scale)
         r = self.posterior(log_n)  # (N, K)
         return -(r[..., None] * self._rotate_out(y / v)).sum(1)
 
@@ -138,9 +145,16 @@ class GaussianMixture(FiniteMixture):
         """∇ log p(x) = −Σₖ rₖ(x) Σₖ⁻¹ (x − μₖ)."""
         return self._score(x, None)
 
-    def noised_score(self, x: Tensor, sigma: Tensor | float) -> Tensor:
-        """∇ log (p ∗ N(0, σᵢ²I))(xᵢ) with a per-sample σ, one batched pass."""
-        return self._score(x, as_sigma(sigma, x))
+    def noised_score(
+        self, x: Tensor, sigma: Tensor | float, scale: Tensor | float | None = None
+    ) -> Tensor:
+        """∇ log law(aᵢX + σᵢZ)(xᵢ) with per-sample σ and scale a (1 when None), one pass.
+
+        With per-sample a this is the exact score of the mixture pushed through a linear SDE
+        at per-sample times (scorelab.sde.exact_score_fn).
+        """
+        a = None if scale is None else as_sigma(scale, x)
+        return self._score(x, as_sigma(sigma, x), a)
 
     def _draw(self, labels: Tensor, generator: torch.Generator | None) -> Tensor:
         z = torch.randn((labels.shape[0], self.dim), generator=generator, dtype=self.means.dtype)
