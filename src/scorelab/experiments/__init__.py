@@ -9,11 +9,15 @@ cannot reach it, and the results section says so).  The CLI writes results.json 
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import torch
+
+from scorelab._utils import ScorelabError
 from scorelab.registry import Registry
 
 SIZES = ("small", "full")
@@ -33,12 +37,27 @@ EXPERIMENTS: Registry[Experiment] = Registry("experiment")
 
 
 def experiment(name: str, title: str, seed_ref: str):
-    """Register run(out_dir: Path, *, size: str, seed: int) -> dict under `name`."""
+    """Register run(out_dir: Path, *, size: str, seed: int) -> dict under `name`.
+
+    The registered function checks `size` and runs on one torch thread (the experiments'
+    tensors are small: two threads on two busy cores only fight), restoring the count after.
+    """
 
     def deco(fn: Callable[..., dict[str, Any]]) -> Callable[..., dict[str, Any]]:
-        exp = Experiment(name, title, seed_ref, fn)
+        @functools.wraps(fn)
+        def run(out_dir: str | Path, *, size: str = "full", seed: int = 0) -> dict[str, Any]:
+            if size not in SIZES:
+                raise ScorelabError(f"size must be one of {SIZES}, got {size!r}")
+            threads = torch.get_num_threads()
+            torch.set_num_threads(1)
+            try:
+                return fn(Path(out_dir), size=size, seed=seed)
+            finally:
+                torch.set_num_threads(threads)
+
+        exp = Experiment(name, title, seed_ref, run)
         EXPERIMENTS.register(name, doc=f"{title} ({seed_ref})")(lambda: exp)
-        return fn
+        return run
 
     return deco
 

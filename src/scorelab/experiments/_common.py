@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-import contextlib
 import math
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import torch
@@ -30,17 +29,6 @@ def pick(size: str, small: Any, full: Any) -> Any:
     """The small- or full-size value of a parameter."""
     check_size(size)
     return small if size == "small" else full
-
-
-@contextlib.contextmanager
-def one_thread() -> Iterator[None]:
-    """(N, 2) tensor ops are tiny: two threads on two cores only fight. Restores the old count."""
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(old)
 
 
 def gen(seed: int, stream: int = 0) -> torch.Generator:

@@ -15,7 +15,6 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from scorelab.experiments._common import check_size, one_thread  # noqa: F401 (re-export)
 from scorelab.metrics import fisher_divergence, mixture_weights
 from scorelab.train import fit
 

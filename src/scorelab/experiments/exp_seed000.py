@@ -27,11 +27,9 @@ from scorelab.analysis import overlap_graph
 from scorelab.distributions import seed000_logconcave, target_score_fn
 from scorelab.experiments import experiment
 from scorelab.experiments._common2 import (
-    check_size,
     generator,
     line_plot,
     nn_distance,
-    one_thread,
     relative_fisher,
     robust_weights,
     table,
@@ -139,10 +137,8 @@ def _quality(x: Tensor | None, target, ref: Tensor) -> tuple[list[float], float,
 
 @experiment(NAME, TITLE, SEED_REF)
 def run(out_dir: Path, *, size: str = "full", seed: int = 0) -> dict[str, Any]:
-    check_size(size)
     s = FULL if size == "full" else SMALL
-    with one_thread():
-        return _run_all(Path(out_dir), s, size, seed)
+    return _run_all(Path(out_dir), s, size, seed)
 
 
 def _run_all(out_dir: Path, s: Settings, size: str, seed: int) -> dict[str, Any]:

@@ -22,7 +22,6 @@ from scorelab.experiments._common import (
     fit_ncsn,
     fit_unconditional,
     gen,
-    one_thread,
     pick,
     r3,
     sig3,
@@ -62,44 +61,41 @@ def run(out_dir: Path, *, size: str, seed: int) -> dict:
     target = NoisyCircle(RADIUS, NOISE)
     exact = target_score_fn(target)
     g = gen(seed)
-    with one_thread():
-        data = target.sample(pick(size, 2000, 5000), generator=g)
-        reference = target.sample(n, generator=g)
-        floor = circle_row(target.sample(n, generator=g), reference)
-        sigma_max = sigma_max_from_data(data)
-        sigmas = geometric_sigmas(sigma_max, SIGMA_MIN, N_LEVELS)
-        naive, naive_s = fit_unconditional(
-            data, DSM(NAIVE_SIGMA), steps=train_steps, seed=seed, hidden=hidden
-        )
-        ncsn, ncsn_s = fit_ncsn(data, sigmas, steps=train_steps, seed=seed, hidden=hidden)
-        # an isotropic start: angles are uniform from the outset, so angle TV measures the score
-        x_plain = gaussian_prior(n, 2, RADIUS, generator=g)
-        x_prior = gaussian_prior(n, 2, sigma_max, generator=g)
+    data = target.sample(pick(size, 2000, 5000), generator=g)
+    reference = target.sample(n, generator=g)
+    floor = circle_row(target.sample(n, generator=g), reference)
+    sigma_max = sigma_max_from_data(data)
+    sigmas = geometric_sigmas(sigma_max, SIGMA_MIN, N_LEVELS)
+    naive, naive_s = fit_unconditional(
+        data, DSM(NAIVE_SIGMA), steps=train_steps, seed=seed, hidden=hidden
+    )
+    ncsn, ncsn_s = fit_ncsn(data, sigmas, steps=train_steps, seed=seed, hidden=hidden)
+    # an isotropic start: angles are uniform from the outset, so angle TV measures the score
+    x_plain = gaussian_prior(n, 2, RADIUS, generator=g)
+    x_prior = gaussian_prior(n, 2, sigma_max, generator=g)
 
-        def plain(score_fn, stream):
-            kw = dict(step_size=eps, n_steps=plain_steps, generator=gen(seed, stream))
-            return lambda: langevin(score_fn, x_plain, **kw)
+    def plain(score_fn, stream):
+        kw = dict(step_size=eps, n_steps=plain_steps, generator=gen(seed, stream))
+        return lambda: langevin(score_fn, x_plain, **kw)
 
-        def annealed(score_fn, stream):
-            kw = dict(
-                sigmas=sigmas, step_size=eps, n_steps_each=t_each, generator=gen(seed, stream)
-            )
-            return lambda: annealed_langevin(score_fn, x_prior, denoise=True, **kw)
+    def annealed(score_fn, stream):
+        kw = dict(sigmas=sigmas, step_size=eps, n_steps_each=t_each, generator=gen(seed, stream))
+        return lambda: annealed_langevin(score_fn, x_prior, denoise=True, **kw)
 
-        runs = {
-            "(b) plain Langevin, naive learned score": plain(naive, 1),
-            "(c) annealed Langevin, learned NCSN": annealed(ncsn, 2),
-            "plain Langevin, exact score": plain(exact, 3),
-            "annealed Langevin, exact score": annealed(exact, 4),
-        }
-        rows, samples = [], {}
-        for label, go in runs.items():
-            res, sec = timed(go)
-            if res is None:
-                rows.append([label, None, None, None, None, None, round(sec, 1)])
-                continue
-            samples[label] = res.samples
-            rows.append([label, *circle_row(res.samples, reference), res.nfe, round(sec, 1)])
+    runs = {
+        "(b) plain Langevin, naive learned score": plain(naive, 1),
+        "(c) annealed Langevin, learned NCSN": annealed(ncsn, 2),
+        "plain Langevin, exact score": plain(exact, 3),
+        "annealed Langevin, exact score": annealed(exact, 4),
+    }
+    rows, samples = [], {}
+    for label, go in runs.items():
+        res, sec = timed(go)
+        if res is None:
+            rows.append([label, None, None, None, None, None, round(sec, 1)])
+            continue
+        samples[label] = res.samples
+        rows.append([label, *circle_row(res.samples, reference), res.nfe, round(sec, 1)])
 
     figs = figures_dir(out_dir)
     panels = [("(a) exact samples", reference)] + [

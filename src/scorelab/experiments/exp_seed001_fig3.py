@@ -19,7 +19,6 @@ from scorelab.experiments._common import (
     gen,
     mixture_row,
     mmd_floor,
-    one_thread,
     pick,
     sig3,
     table,
@@ -52,46 +51,45 @@ def run(out_dir: Path, *, size: str, seed: int) -> dict:
     target = seed001_fig3()
     exact = target_score_fn(target)
     g = gen(seed)
-    with one_thread():
-        data = target.sample(5000, generator=g)
-        reference = target.sample(n, generator=g)
-        floor, floor_sd = mmd_floor(target, reference, n, g)
-        sigma_max = sigma_max_from_data(data)
-        sigmas = geometric_sigmas(sigma_max, sigma_min, n_levels)
-        learned, train_seconds = fit_ncsn(data, sigmas, steps=train_steps, seed=seed, hidden=hidden)
+    data = target.sample(5000, generator=g)
+    reference = target.sample(n, generator=g)
+    floor, floor_sd = mmd_floor(target, reference, n, g)
+    sigma_max = sigma_max_from_data(data)
+    sigmas = geometric_sigmas(sigma_max, sigma_min, n_levels)
+    learned, train_seconds = fit_ncsn(data, sigmas, steps=train_steps, seed=seed, hidden=hidden)
 
-        box0 = uniform_box(n, 2, -10.0, 10.0, generator=g) + torch.tensor([0.0, 5.0])
-        prior0 = gaussian_prior(n, 2, sigma_max, generator=g)
+    box0 = uniform_box(n, 2, -10.0, 10.0, generator=g) + torch.tensor([0.0, 5.0])
+    prior0 = gaussian_prior(n, 2, sigma_max, generator=g)
 
-        def plain(score_fn, sigma, g):
-            kw = dict(step_size=plain_step, n_steps=plain_steps, sigma=sigma, generator=g)
-            return lambda: langevin(score_fn, box0, **kw)
+    def plain(score_fn, sigma, g):
+        kw = dict(step_size=plain_step, n_steps=plain_steps, sigma=sigma, generator=g)
+        return lambda: langevin(score_fn, box0, **kw)
 
-        def annealed(score_fn, t, g):
-            kw = dict(sigmas=sigmas, step_size=eps, n_steps_each=t, denoise=True, generator=g)
-            return lambda: annealed_langevin(score_fn, prior0, **kw)
+    def annealed(score_fn, t, g):
+        kw = dict(sigmas=sigmas, step_size=eps, n_steps_each=t, denoise=True, generator=g)
+        return lambda: annealed_langevin(score_fn, prior0, **kw)
 
-        # plain Langevin: the clean exact score; the network at its smallest level σ_L
-        runs = {
-            "plain Langevin, exact score": plain(exact, None, gen(seed, 1)),
-            "annealed Langevin, exact score": annealed(exact, t_each, gen(seed, 2)),
-            f"annealed Langevin, exact score, T = {t_each // 10}": annealed(
-                exact, t_each // 10, gen(seed, 5)
-            ),
-            "plain Langevin, learned NCSN (σ_L)": plain(learned, sigma_min, gen(seed, 3)),
-            "annealed Langevin, learned NCSN": annealed(learned, t_each, gen(seed, 4)),
-        }
-        rows, samples = [], {}
-        for label, go in runs.items():
-            res, seconds = timed(go)
-            if res is None:  # diverged or escaped: report, do not plot
-                rows.append([label, None, None, None, None, None, round(seconds, 2)])
-                continue
-            samples[label] = res.samples
-            row = mixture_row(res.samples, target, reference)
-            rows.append([label, *row, res.nfe, round(seconds, 2)])
-        # the network's error per level: where it is large, the weights it hands on are off
-        fisher = fisher_divergence(learned, target, n=n, sigma=sigmas.tolist(), generator=g)
+    # plain Langevin: the clean exact score; the network at its smallest level σ_L
+    runs = {
+        "plain Langevin, exact score": plain(exact, None, gen(seed, 1)),
+        "annealed Langevin, exact score": annealed(exact, t_each, gen(seed, 2)),
+        f"annealed Langevin, exact score, T = {t_each // 10}": annealed(
+            exact, t_each // 10, gen(seed, 5)
+        ),
+        "plain Langevin, learned NCSN (σ_L)": plain(learned, sigma_min, gen(seed, 3)),
+        "annealed Langevin, learned NCSN": annealed(learned, t_each, gen(seed, 4)),
+    }
+    rows, samples = [], {}
+    for label, go in runs.items():
+        res, seconds = timed(go)
+        if res is None:  # diverged or escaped: report, do not plot
+            rows.append([label, None, None, None, None, None, round(seconds, 2)])
+            continue
+        samples[label] = res.samples
+        row = mixture_row(res.samples, target, reference)
+        rows.append([label, *row, res.nfe, round(seconds, 2)])
+    # the network's error per level: where it is large, the weights it hands on are off
+    fisher = fisher_divergence(learned, target, n=n, sigma=sigmas.tolist(), generator=g)
     err_rows = [
         [sig3(s), sig3(f), sig3(s * s * f)] for s, f in zip(sigmas.tolist(), fisher, strict=True)
     ]

@@ -28,10 +28,8 @@ from torch import Tensor
 from scorelab.distributions import GaussianMixture, seed001_fig3, target_score_fn
 from scorelab.experiments import experiment
 from scorelab.experiments._common2 import (
-    check_size,
     generator,
     loglog_slope,
-    one_thread,
     table,
     train,
 )
@@ -194,10 +192,8 @@ def _study(
 
 @experiment(NAME, TITLE, SEED_REF)
 def run(out_dir: Path, *, size: str = "full", seed: int = 0) -> dict[str, Any]:
-    check_size(size)
     s = FULL if size == "full" else SMALL
-    with one_thread():
-        return _run_all(Path(out_dir), s, size, seed)
+    return _run_all(Path(out_dir), s, size, seed)
 
 
 def _run_all(out_dir: Path, s: Settings, size: str, seed: int) -> dict[str, Any]:

@@ -17,7 +17,6 @@ from scorelab.experiments._common import (
     gen,
     mixture_row,
     mmd_floor,
-    one_thread,
     pick,
     r3,
     sig3,
@@ -63,45 +62,44 @@ def run(out_dir: Path, *, size: str, seed: int) -> dict:
     target = seed001_fig3()
     score = target_score_fn(target)
     g = gen(seed)
-    with one_thread():
-        data = target.sample(pick(size, 2000, 5000), generator=g)
-        reference = target.sample(n, generator=g)
-        floor, floor_sd = mmd_floor(target, reference, n, g)
-        mmd_ok = floor + FLOOR_SDS * floor_sd
-        sigma_max = sigma_max_from_data(data)
-        sigmas = geometric_sigmas(sigma_max, SIGMA_MIN, N_LEVELS)
-        alphas = [eps * s**2 / SIGMA_MIN**2 for s in sigmas.tolist()]
-        x0 = gaussian_prior(n, 2, sigma_max, generator=g)
-        runs = {
-            f"αᵢ = ε σᵢ²/σ_L² ({alphas[0]:.3g} → {eps:g})": lambda: annealed_langevin(
-                score, x0, sigmas=sigmas, step_size=eps, n_steps_each=t_each, generator=gen(seed, 1)
-            )
-        }
-        for k, c in enumerate((eps, 0.05, 1.0, 3.0, 5.0)):
-            runs[f"constant c = {c:g}"] = lambda c=c, k=k: constant_steps(
-                score, x0, sigmas, c, t_each, gen(seed, 2 + k)
-            )
-        rows, panels = [], [("exact samples", reference)]
-        for label, go in runs.items():
-            res, sec = timed(go)
-            if res is None:  # diverged or escaped (|x| > 1e6)
-                rows.append([label, None, None, None, None, None, "diverged", None, round(sec, 1)])
-                continue
-            m = mixture_row(res.samples, target, reference)
-            ok = m[2] < TV_OK and m[3] < mmd_ok
-            var = heavy_mode_variance(res.samples, target)
-            rows.append([label, *m, var, "yes" if ok else "no", res.nfe, round(sec, 1)])
-            panels.append((f"{label}\nw = ({m[0]:.2f}, {m[1]:.2f}), MMD² {m[3]:.2g}", res.samples))
-        # Fig. 8: a few paths through the levels, about six recorded states per level
-        path = annealed_langevin(
-            score,
-            gaussian_prior(3, 2, sigma_max, generator=g),
-            sigmas=sigmas,
-            step_size=eps,
-            n_steps_each=t_each,
-            generator=gen(seed, 9),
-            record_every=max(1, t_each // 6),
+    data = target.sample(pick(size, 2000, 5000), generator=g)
+    reference = target.sample(n, generator=g)
+    floor, floor_sd = mmd_floor(target, reference, n, g)
+    mmd_ok = floor + FLOOR_SDS * floor_sd
+    sigma_max = sigma_max_from_data(data)
+    sigmas = geometric_sigmas(sigma_max, SIGMA_MIN, N_LEVELS)
+    alphas = [eps * s**2 / SIGMA_MIN**2 for s in sigmas.tolist()]
+    x0 = gaussian_prior(n, 2, sigma_max, generator=g)
+    runs = {
+        f"αᵢ = ε σᵢ²/σ_L² ({alphas[0]:.3g} → {eps:g})": lambda: annealed_langevin(
+            score, x0, sigmas=sigmas, step_size=eps, n_steps_each=t_each, generator=gen(seed, 1)
         )
+    }
+    for k, c in enumerate((eps, 0.05, 1.0, 3.0, 5.0)):
+        runs[f"constant c = {c:g}"] = lambda c=c, k=k: constant_steps(
+            score, x0, sigmas, c, t_each, gen(seed, 2 + k)
+        )
+    rows, panels = [], [("exact samples", reference)]
+    for label, go in runs.items():
+        res, sec = timed(go)
+        if res is None:  # diverged or escaped (|x| > 1e6)
+            rows.append([label, None, None, None, None, None, "diverged", None, round(sec, 1)])
+            continue
+        m = mixture_row(res.samples, target, reference)
+        ok = m[2] < TV_OK and m[3] < mmd_ok
+        var = heavy_mode_variance(res.samples, target)
+        rows.append([label, *m, var, "yes" if ok else "no", res.nfe, round(sec, 1)])
+        panels.append((f"{label}\nw = ({m[0]:.2f}, {m[1]:.2f}), MMD² {m[3]:.2g}", res.samples))
+    # Fig. 8: a few paths through the levels, about six recorded states per level
+    path = annealed_langevin(
+        score,
+        gaussian_prior(3, 2, sigma_max, generator=g),
+        sigmas=sigmas,
+        step_size=eps,
+        n_steps_each=t_each,
+        generator=gen(seed, 9),
+        record_every=max(1, t_each // 6),
+    )
     figs = figures_dir(out_dir)
     save(samples_over_density(panels, target.log_prob, xlim=XLIM, ylim=YLIM), figs / "fig7.png")
     fig8 = trajectories(

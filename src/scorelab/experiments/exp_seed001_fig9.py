@@ -13,7 +13,7 @@ from pathlib import Path
 
 from scorelab.distributions import GaussianMixture, target_score_fn
 from scorelab.experiments import experiment
-from scorelab.experiments._common import gen, mixture_row, one_thread, pick, table, timed
+from scorelab.experiments._common import gen, mixture_row, pick, table, timed
 from scorelab.heuristics import sigma_max_from_data
 from scorelab.plots import samples_over_density, save
 from scorelab.runs import figures_dir
@@ -39,36 +39,33 @@ def run(out_dir: Path, *, size: str, seed: int) -> dict:
     n_data = pick(size, 2000, 5000)  # the points whose diameter sets σ₁
     figs = figures_dir(out_dir)
     rows = []
-    with one_thread():
-        for k, d in enumerate(distances):
-            target = two_gaussians(d)
-            score = target_score_fn(target)
-            g = gen(seed, k)
-            data = target.sample(n_data, generator=g)
-            reference = target.sample(n, generator=g)
-            ladders = {
-                "fixed σ₁ = 1": 1.0,
-                "σ₁ = max pairwise distance": sigma_max_from_data(data),
-            }
-            panels = [(f"exact samples, d = {d:g}", reference)]
-            for j, (label, s1) in enumerate(ladders.items()):
-                sigmas = geometric_sigmas(s1, SIGMA_MIN, N_LEVELS)
-                x0 = gaussian_prior(n, 2, s1, generator=g)
-                kw = dict(
-                    sigmas=sigmas,
-                    step_size=eps,
-                    n_steps_each=t_each,
-                    generator=gen(seed, 10 * k + j + 1),
-                )
-                res, sec = timed(lambda s=score, x0=x0, kw=kw: annealed_langevin(s, x0, **kw))
-                row = mixture_row(res.samples, target, reference)
-                rows.append([d, label, round(s1, 2), *row, round(sec, 1)])
-                panels.append(
-                    (f"{label} ({s1:.3g})\nw = ({row[0]:.2f}, {row[1]:.2f})", res.samples)
-                )
-            lim = (-d / 2 - 5, d / 2 + 5)
-            fig = samples_over_density(panels, target.log_prob, xlim=lim, ylim=lim)
-            save(fig, figs / f"fig9_d{int(d)}.png")
+    for k, d in enumerate(distances):
+        target = two_gaussians(d)
+        score = target_score_fn(target)
+        g = gen(seed, k)
+        data = target.sample(n_data, generator=g)
+        reference = target.sample(n, generator=g)
+        ladders = {
+            "fixed σ₁ = 1": 1.0,
+            "σ₁ = max pairwise distance": sigma_max_from_data(data),
+        }
+        panels = [(f"exact samples, d = {d:g}", reference)]
+        for j, (label, s1) in enumerate(ladders.items()):
+            sigmas = geometric_sigmas(s1, SIGMA_MIN, N_LEVELS)
+            x0 = gaussian_prior(n, 2, s1, generator=g)
+            kw = dict(
+                sigmas=sigmas,
+                step_size=eps,
+                n_steps_each=t_each,
+                generator=gen(seed, 10 * k + j + 1),
+            )
+            res, sec = timed(lambda s=score, x0=x0, kw=kw: annealed_langevin(s, x0, **kw))
+            row = mixture_row(res.samples, target, reference)
+            rows.append([d, label, round(s1, 2), *row, round(sec, 1)])
+            panels.append((f"{label} ({s1:.3g})\nw = ({row[0]:.2f}, {row[1]:.2f})", res.samples))
+        lim = (-d / 2 - 5, d / 2 + 5)
+        fig = samples_over_density(panels, target.log_prob, xlim=lim, ylim=lim)
+        save(fig, figs / f"fig9_d{int(d)}.png")
 
     summary = [
         f"0.2/0.8 mixture of unit Gaussians at distance d; L = {N_LEVELS}, σ_L = {SIGMA_MIN}, "

@@ -32,10 +32,8 @@ from scorelab.distributions import seed001_fig3, target_score_fn
 from scorelab.experiments import experiment
 from scorelab.experiments._common2 import (
     Timer,
-    check_size,
     generator,
     line_plot,
-    one_thread,
     robust_weights,
     table,
     train,
@@ -126,10 +124,8 @@ def annealed_hmc(
 
 @experiment(NAME, TITLE, SEED_REF)
 def run(out_dir: Path, *, size: str = "full", seed: int = 0) -> dict[str, Any]:
-    check_size(size)
     s = FULL if size == "full" else SMALL
-    with one_thread():
-        return _run_all(Path(out_dir), s, size, seed)
+    return _run_all(Path(out_dir), s, size, seed)
 
 
 def _run_all(out_dir: Path, s: Settings, size: str, seed: int) -> dict[str, Any]:

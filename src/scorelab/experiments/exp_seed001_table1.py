@@ -21,7 +21,7 @@ import torch
 
 from scorelab.distributions import seed001_fig10, target_score_fn
 from scorelab.experiments import experiment
-from scorelab.experiments._common import fit_ncsn, gen, one_thread, pick, r3, sig3, table, timed
+from scorelab.experiments._common import fit_ncsn, gen, pick, r3, sig3, table, timed
 from scorelab.heuristics import sigma_max_from_data, step_size, variance_ratio
 from scorelab.metrics import mixture_weights
 from scorelab.plots import samples_over_density, save, score_fields
@@ -56,50 +56,49 @@ def run(out_dir: Path, *, size: str, seed: int) -> dict:
     target = seed001_fig10()
     exact = target_score_fn(target)
     g = gen(seed)
-    with one_thread():
-        data = target.sample(5000, generator=g)
-        sigma_max = sigma_max_from_data(data)
-        ladders = {s_l: geometric_sigmas(sigma_max, s_l, N_LEVELS) for s_l in (0.01, 0.1)}
-        x0 = gaussian_prior(n, 2, sigma_max, generator=g)
+    data = target.sample(5000, generator=g)
+    sigma_max = sigma_max_from_data(data)
+    ladders = {s_l: geometric_sigmas(sigma_max, s_l, N_LEVELS) for s_l in (0.01, 0.1)}
+    x0 = gaussian_prior(n, 2, sigma_max, generator=g)
 
-        def anneal(score_fn, sigmas, eps, t, x, stream):
-            kw = dict(sigmas=sigmas, step_size=eps, n_steps_each=t, generator=gen(seed, stream))
-            return timed(lambda: annealed_langevin(score_fn, x, **kw))
+    def anneal(score_fn, sigmas, eps, t, x, stream):
+        kw = dict(sigmas=sigmas, step_size=eps, n_steps_each=t, generator=gen(seed, stream))
+        return timed(lambda: annealed_langevin(score_fn, x, **kw))
 
-        cells, grids, rule_rows, kept = [], {}, [], {}
-        for s_l, sigmas in ladders.items():
-            gamma = math.exp(math.log(sigma_max / s_l) / (N_LEVELS - 1))
-            grid = []
-            for i, eps in enumerate(EPS):
-                ours = []
-                for j, t in enumerate(ts):
-                    res, sec = anneal(exact, sigmas, eps, t, x0, 10 * i + j + 1)
-                    ours.append(_peaked(res, target))
-                    vr = variance_ratio(eps / 2, t, gamma, s_l) if eps / 2 < s_l**2 else None
-                    cells.append([s_l, eps, t, r3(eps / s_l**2), ours[-1], sig3(vr), round(sec, 1)])
-                    kept[(s_l, eps, t)] = res
-                grid.append([eps, *["diverged" if w is None else w for w in ours]])
-            grids[s_l] = grid
-            for t in ts:  # technique 4: ε from T and γ (scorelab's convention, = 2ε of S&E)
-                eps_rule = step_size(t, gamma, s_l)
-                vr = variance_ratio(eps_rule / 2, t, gamma, s_l)
-                w = None
-                if s_l == 0.1 and t in rule_ts:
-                    w = _peaked(anneal(exact, sigmas, eps_rule, t, x0, 100 + t)[0], target)
-                rule_rows.append([s_l, t, sig3(gamma), sig3(eps_rule), sig3(vr), w])
-
-        # the same pipeline with a learned NCSN (ladder B, smallest T only)
-        sig_b = ladders[0.1]
-        learned, train_seconds = fit_ncsn(
-            data, sig_b, steps=train_steps, seed=seed, hidden=pick(size, 32, 128)
-        )
-        x0_l = x0[:n_learned]
-        learned_rows = []
+    cells, grids, rule_rows, kept = [], {}, [], {}
+    for s_l, sigmas in ladders.items():
+        gamma = math.exp(math.log(sigma_max / s_l) / (N_LEVELS - 1))
+        grid = []
         for i, eps in enumerate(EPS):
-            res, sec = anneal(learned, sig_b, eps, t_learned, x0_l, 200 + i)
-            ex = kept.get((0.1, eps, t_learned))
-            ex_w = _peaked(ex, target) if ex is not None else None
-            learned_rows.append([eps, t_learned, _peaked(res, target), ex_w, round(sec, 1)])
+            ours = []
+            for j, t in enumerate(ts):
+                res, sec = anneal(exact, sigmas, eps, t, x0, 10 * i + j + 1)
+                ours.append(_peaked(res, target))
+                vr = variance_ratio(eps / 2, t, gamma, s_l) if eps / 2 < s_l**2 else None
+                cells.append([s_l, eps, t, r3(eps / s_l**2), ours[-1], sig3(vr), round(sec, 1)])
+                kept[(s_l, eps, t)] = res
+            grid.append([eps, *["diverged" if w is None else w for w in ours]])
+        grids[s_l] = grid
+        for t in ts:  # technique 4: ε from T and γ (scorelab's convention, = 2ε of S&E)
+            eps_rule = step_size(t, gamma, s_l)
+            vr = variance_ratio(eps_rule / 2, t, gamma, s_l)
+            w = None
+            if s_l == 0.1 and t in rule_ts:
+                w = _peaked(anneal(exact, sigmas, eps_rule, t, x0, 100 + t)[0], target)
+            rule_rows.append([s_l, t, sig3(gamma), sig3(eps_rule), sig3(vr), w])
+
+    # the same pipeline with a learned NCSN (ladder B, smallest T only)
+    sig_b = ladders[0.1]
+    learned, train_seconds = fit_ncsn(
+        data, sig_b, steps=train_steps, seed=seed, hidden=pick(size, 32, 128)
+    )
+    x0_l = x0[:n_learned]
+    learned_rows = []
+    for i, eps in enumerate(EPS):
+        res, sec = anneal(learned, sig_b, eps, t_learned, x0_l, 200 + i)
+        ex = kept.get((0.1, eps, t_learned))
+        ex_w = _peaked(ex, target) if ex is not None else None
+        learned_rows.append([eps, t_learned, _peaked(res, target), ex_w, round(sec, 1)])
 
     figs = figures_dir(out_dir)
     panels = [("exact samples (w = 0.8)", target.sample(n, generator=g))]

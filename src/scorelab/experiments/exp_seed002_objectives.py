@@ -28,11 +28,9 @@ from torch import Tensor, nn
 from scorelab.distributions import GaussianMixture, target_score_fn
 from scorelab.experiments import experiment
 from scorelab.experiments._common2 import (
-    check_size,
     generator,
     line_plot,
     loglog_slope,
-    one_thread,
     relative_fisher,
     table,
     train,
@@ -117,10 +115,8 @@ def per_sample_grad_variance(
 
 @experiment(NAME, TITLE, SEED_REF)
 def run(out_dir: Path, *, size: str = "full", seed: int = 0) -> dict[str, Any]:
-    check_size(size)
     s = FULL if size == "full" else SMALL
-    with one_thread():
-        return _run_all(Path(out_dir), s, size, seed)
+    return _run_all(Path(out_dir), s, size, seed)
 
 
 def _run_all(out_dir: Path, s: Settings, size: str, seed: int) -> dict[str, Any]:
