@@ -33,6 +33,7 @@ def test_defaults_types_and_round_trip():
         ({"trian": {}}, "unknown top-level key 'trian'; allowed:"),
         ({"seed": 1.5}, "seed = 1.5 must be a int"),
         ({"objective": {"name": "esm"}}, "esm needs a known score"),
+        ({"objective": {"name": "sde_dsm"}}, "sde_dsm needs an SDE object"),
         ({"objective": {"name": "dsm", "sigmas": [1.0]}}, "[objective] unknown key 'sigmas'"),
         ({"train": {"ema_decay": 1.0}}, "ema_decay must be in (0, 1)"),
         ({"noise": {"sigma_max": 0.001}}, "must exceed sigma_min"),

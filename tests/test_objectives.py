@@ -417,10 +417,10 @@ def test_sigma_conditional_model_needs_a_level():
 
 
 def test_registry():
-    assert set(OBJECTIVES) == {"esm", "ism", "ssm", "ssm_vr", "dsm", "ncsn"}
+    assert set(OBJECTIVES) == {"esm", "ism", "ssm", "ssm_vr", "dsm", "ncsn", "sde_dsm"}
     assert OBJECTIVES.build("ssm_vr", n_projections=2) == SSM(2, variance_reduced=True)
     assert OBJECTIVES.build("ncsn", sigmas=torch.tensor([1.0, 0.5])).sigmas == (1.0, 0.5)
-    with pytest.raises(ScorelabError, match="known: dsm, esm, ism, ncsn, ssm, ssm_vr"):
+    with pytest.raises(ScorelabError, match="known: dsm, esm, ism, ncsn, sde_dsm, ssm, ssm_vr"):
         OBJECTIVES.get("cd")
     for cls in (ESM, ISM, SSM, DSM, NCSN):
         assert cls.__doc__ and cls.cost

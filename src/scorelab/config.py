@@ -248,6 +248,11 @@ def validate(cfg: RunConfig) -> None:
     _check_params("model", MODELS.get(cfg.model.name), cfg.model.params, reserved=("dim",))
     OBJECTIVES.get(cfg.objective.name)
     _check(cfg.objective.name != "esm", "[objective] esm needs a known score; use it from Python")
+    _check(
+        cfg.objective.name != "sde_dsm",
+        "[objective] sde_dsm needs an SDE object, which configs cannot name yet; "
+        "use scorelab.objectives.SDEDSM from Python",
+    )
     _check_params(
         "objective",
         OBJECTIVES.get(cfg.objective.name),
