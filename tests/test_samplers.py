@@ -296,7 +296,9 @@ def test_mala_rejects_moves_out_of_the_support(gen):
 
 def test_sampler_registry_names_the_known_samplers():
     assert SAMPLERS.get("langevin") is langevin
-    with pytest.raises(ScorelabError, match="known: annealed_langevin, hmc, langevin, mala"):
+    with pytest.raises(
+        ScorelabError, match="known: ancestral, annealed_langevin, hmc, langevin, mala"
+    ):
         SAMPLERS.get("nope")
 
 

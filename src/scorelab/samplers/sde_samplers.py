@@ -1,0 +1,408 @@
+"""Samplers for the reverse-time SDE and the probability-flow ODE (Song et al. 2021).
+
+All run on a uniform time grid t₀ = T > t₁ > … > t_n = sde.eps, h = (T − eps)/n, and see only a
+`score_fn(x, t)` with per-sample time t of shape (N,).  For the linear SDEs of `scorelab.sde`,
+f(x, t) = c(t)·x and x_t | x_0 ~ N(a(t)·x_0, s(t)²I); the moment ODEs a' = c·a and
+(s²)' = 2c·s² + g² give every closed form below.
+
+- `reverse_sde`: Euler–Maruyama or the exponential integrator (seed 002) for eq. 6.
+- `ancestral`: the exact Gaussian reverse step of the discretised chain (SMLD / DDPM).
+- `predictor_corrector`: Song et al. 2021 Algorithm 1 (predictor, then Langevin corrector).
+- `probability_flow`: the ODE dx = [f − ½g²·s] dt (eq. 13) by Euler, Heun or RK45.
+
+Langevin steps use scorelab's convention (docs/conventions.md): x ← x + (ε/2)·s + √ε·z.
+"""
+
+from __future__ import annotations
+
+import math
+import time as _time
+from collections.abc import Callable
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from scorelab._types import SampleResult, ScoreFn
+from scorelab._utils import ScorelabError, append_dims, check_finite, randn_like
+from scorelab.samplers._loop import check_count, check_positive, check_start, iterate
+from scorelab.sde import OUSDE, SDE, VESDE, VPSDE, SubVPSDE
+
+__all__ = ["ancestral", "predictor_corrector", "probability_flow", "reverse_sde"]
+
+_PREDICTORS = ("reverse_diffusion", "ancestral", "euler_maruyama")
+
+
+# -- shared pieces ------------------------------------------------------------------------------
+def _setup(score_fn: ScoreFn, x0: Tensor, sde: SDE, n_steps: int | None) -> tuple[Tensor, int]:
+    if not callable(score_fn):
+        raise ScorelabError(f"score_fn must be callable, got {type(score_fn).__name__}")
+    if not isinstance(sde, SDE):
+        raise ScorelabError(f"sde must be a scorelab.sde.SDE, got {type(sde).__name__}")
+    x0 = check_start(x0)
+    n = check_count("n_steps", n_steps, minimum=1) if n_steps is not None else 0
+    return x0, n
+
+
+def _grid(sde: SDE, n: int) -> list[float]:
+    """t₀ = T > … > t_n = eps, uniform."""
+    return torch.linspace(sde.T, sde.eps, n + 1, dtype=torch.float64).tolist()
+
+
+def _t(t: float, x: Tensor) -> Tensor:
+    return torch.full((x.shape[0],), t, dtype=x.dtype, device=x.device)
+
+
+def _ms(sde: SDE, t: float, x: Tensor) -> tuple[Tensor, Tensor]:
+    a, s = sde.marginal(_t(t, x))
+    return append_dims(a, x.ndim), append_dims(s, x.ndim)
+
+
+def _denoise(score_fn: ScoreFn, x: Tensor, sde: SDE) -> Tensor:
+    """Tweedie at eps: E[x₀ | x_eps] = (x + s(x, eps)·s(eps)²)/a(eps)."""
+    a, s = _ms(sde, sde.eps, x)
+    out = (x + s**2 * score_fn(x, _t(sde.eps, x))) / a
+    check_finite(out, where="denoise", step=0, hint="check the score at t = sde.eps")
+    return out
+
+
+def _ancestral_step(
+    score_fn: ScoreFn, x: Tensor, sde: SDE, t: float, t_next: float, gen: torch.Generator | None
+) -> Tensor:
+    """Exact Gaussian reverse step t → t_next < t of the chain x_t = α·x_{t_next} + √v·z.
+
+    α = a(t)/a(t_next), v = s(t)² − α²s(t_next)²:  mean (x + v·s(x, t))/α (Tweedie for one
+    Gaussian step), variance v·s(t_next)²/s(t)² (the DDPM posterior variance β̃).
+    """
+    a1, s1 = _ms(sde, t, x)
+    a0, s0 = _ms(sde, t_next, x)
+    alpha = a1 / a0
+    v = (s1**2 - alpha**2 * s0**2).clamp_min(0.0)
+    mean = (x + v * score_fn(x, _t(t, x))) / alpha
+    var = (v * s0**2 / s1**2).clamp_min(0.0)
+    return mean + var.sqrt() * randn_like(x, gen)
+
+
+def _em_step(
+    score_fn: ScoreFn, x: Tensor, sde: SDE, t: float, h: float, gen: torch.Generator | None
+) -> Tensor:
+    """Euler–Maruyama for the reverse SDE: x − [f − g²s](x, t)·h + g√h·z."""
+    f, g = sde.sde(x, _t(t, x))
+    g = append_dims(g, x.ndim)
+    return x - (f - g**2 * score_fn(x, _t(t, x))) * h + g * math.sqrt(h) * randn_like(x, gen)
+
+
+def _exp_coefs(sde: SDE, t: float, t_next: float) -> tuple[float, float, float]:
+    """(ρ, κ, ν) with x_next = ρ·x + κ·s + √ν·z: the linear part over [t_next, t] exactly.
+
+    Reverse time, score frozen at (x_k, t): d(x/a) = (g²/a)·s dτ + (g/a) dB, so
+    ρ = a(t_next)/a(t), κ = a(t_next)∫g²/a dτ, ν = a(t_next)²∫g²/a² dτ, and
+    g²/a² = d(s²/a²)/dτ gives ν = a(t_next)²[s(t)²/a(t)² − s(t_next)²/a(t_next)²].
+    κ: VE (a ≡ 1) s(t)² − s(t_next)²; VP and OU (g² = −2c) 2(ρ − 1).
+    """
+    tt = torch.tensor([t, t_next], dtype=torch.float64)
+    a, s = sde.marginal(tt)
+    a1, a0, s1, s0 = float(a[0]), float(a[1]), float(s[0]), float(s[1])
+    rho = a0 / a1
+    nu = max(a0**2 * (s1**2 / a1**2 - s0**2 / a0**2), 0.0)
+    if isinstance(sde, VESDE):
+        kappa = s1**2 - s0**2
+    else:
+        kappa = 2.0 * (rho - 1.0)
+    return rho, kappa, nu
+
+
+def _finish(
+    score_fn: ScoreFn,
+    x: Tensor,
+    sde: SDE,
+    denoise: bool,
+    nfe: int,
+    traj: Tensor | None,
+    info: dict,
+) -> SampleResult:
+    if denoise:
+        x = _denoise(score_fn, x, sde)
+        nfe += 1
+    info["denoise"] = bool(denoise)
+    return SampleResult(samples=x, nfe=nfe, trajectory=traj, info=info)
+
+
+# -- samplers -----------------------------------------------------------------------------------
+def reverse_sde(
+    score_fn: ScoreFn,
+    x0: Tensor,
+    *,
+    sde: SDE,
+    n_steps: int,
+    method: str = "euler_maruyama",
+    denoise: bool = False,
+    generator: torch.Generator | None = None,
+    record_every: int = 0,
+    progress: bool = False,
+) -> SampleResult:
+    """Reverse-time SDE dx = [f − g²·s] dt + g dB̄ from T to eps (Song et al. 2021, eq. 6).
+
+    method="euler_maruyama": x ← x − [f(x, t) − g(t)²·s(x, t)]·h + g(t)√h·z.
+    method="exponential" (seed 002; Chen et al. 2023): the linear part c(t)x is integrated
+    exactly over [t − h, t] with the score frozen at (x_k, t_k):
+
+        x ← ρ·x + κ·s(x, t) + √ν·z,   ρ = a(t−h)/a(t),
+        κ = a(t−h)·∫_{t−h}^{t} g(τ)²/a(τ) dτ,   ν = a(t−h)²·[s(t)²/a(t)² − s(t−h)²/a(t−h)²].
+
+    VE: ρ = 1, κ = ν = s(t)² − s(t−h)²;  VP and OU (g² = −2c, s² = 1 − a²): κ = 2(ρ − 1),
+    ν = ρ² − 1; seed 002's OU (ρ = eʰ): x ← eʰx + 2(eʰ − 1)s + √(e^{2h} − 1)·z.
+    Only VESDE, VPSDE and OUSDE are supported by "exponential" (sub-VP raises ScorelabError).
+    denoise=True adds Tweedie's x ← (x + s(x, eps)·s(eps)²)/a(eps) (one more NFE).
+    """
+    x0, n = _setup(score_fn, x0, sde, n_steps)
+    if method not in ("euler_maruyama", "exponential"):
+        raise ScorelabError(f"method must be 'euler_maruyama' or 'exponential', got {method!r}")
+    if method == "exponential" and (
+        isinstance(sde, SubVPSDE) or not isinstance(sde, (VESDE, VPSDE, OUSDE))
+    ):
+        raise ScorelabError(
+            f"method='exponential' supports VESDE, VPSDE and OUSDE, got {type(sde).__name__}"
+        )
+    ts = _grid(sde, n)
+    h = (sde.T - sde.eps) / n
+    coefs = [_exp_coefs(sde, ts[i], ts[i + 1]) for i in range(n)] if method == "exponential" else []
+
+    def step(x: Tensor, i: int) -> Tensor:
+        if method == "euler_maruyama":
+            return _em_step(score_fn, x, sde, ts[i], h, generator)
+        rho, kappa, nu = coefs[i]
+        s = score_fn(x, _t(ts[i], x))
+        return rho * x + kappa * s + math.sqrt(nu) * randn_like(x, generator)
+
+    x, traj, seconds = iterate(
+        step,
+        x0,
+        n,
+        sampler=f"reverse_sde[{method}]",
+        hint=f"increase n_steps (now {n})",
+        record_every=record_every,
+        progress=progress,
+    )
+    info = {"method": method, "n_steps": n, "step": h, "seconds": seconds}
+    return _finish(score_fn, x, sde, denoise, n, traj, info)
+
+
+def ancestral(
+    score_fn: ScoreFn,
+    x0: Tensor,
+    *,
+    sde: SDE,
+    n_steps: int,
+    denoise: bool = False,
+    generator: torch.Generator | None = None,
+    record_every: int = 0,
+    progress: bool = False,
+) -> SampleResult:
+    """Ancestral sampling of the discretised chain (SMLD for VE, DDPM for VP; Song et al. App. E).
+
+    The forward chain on the grid is x_i = αᵢ·x_{i−1} + √vᵢ·z with αᵢ = a(tᵢ)/a(tᵢ₋₁),
+    vᵢ = s(tᵢ)² − αᵢ²s(tᵢ₋₁)² (`SDE.transition`); its Gaussian reverse step is
+
+        x_{i−1} = (x_i + vᵢ·s(x_i, tᵢ))/αᵢ + √(vᵢ·s(tᵢ₋₁)²/s(tᵢ)²)·z.
+
+    VE: x + (σᵢ² − σᵢ₋₁²)s + √(σᵢ₋₁²(σᵢ² − σᵢ₋₁²)/σᵢ²)·z (SMLD);  VP: (x + βᵢs)/√(1 − βᵢ) +
+    √β̃ᵢ·z with the DDPM posterior variance β̃ᵢ = βᵢ(1 − ᾱᵢ₋₁)/(1 − ᾱᵢ).  Works for every
+    linear SDE in scorelab.sde (VE, VP, sub-VP, OU), since only the marginals are used.
+    """
+    x0, n = _setup(score_fn, x0, sde, n_steps)
+    ts = _grid(sde, n)
+
+    def step(x: Tensor, i: int) -> Tensor:
+        return _ancestral_step(score_fn, x, sde, ts[i], ts[i + 1], generator)
+
+    x, traj, seconds = iterate(
+        step,
+        x0,
+        n,
+        sampler="ancestral",
+        hint=f"increase n_steps (now {n})",
+        record_every=record_every,
+        progress=progress,
+    )
+    info = {"n_steps": n, "seconds": seconds}
+    return _finish(score_fn, x, sde, denoise, n, traj, info)
+
+
+def predictor_corrector(
+    score_fn: ScoreFn,
+    x0: Tensor,
+    *,
+    sde: SDE,
+    n_steps: int,
+    predictor: str = "reverse_diffusion",
+    n_corrector: int = 1,
+    snr: float = 0.16,
+    denoise: bool = False,
+    generator: torch.Generator | None = None,
+    record_every: int = 0,
+    progress: bool = False,
+) -> SampleResult:
+    """Predictor–corrector sampling (Song et al. 2021, Algorithm 1; Algs. 2/3 for VE/VP).
+
+    Order: each step runs the PREDICTOR t → t − h first, then `n_corrector` Langevin CORRECTOR
+    steps at the new time, as in the paper's Algorithms 1–3.  score_sde's code loops
+    corrector-then-predictor at the same t; the two differ only in where the first/last
+    corrector sits (ours ends with a corrector at eps, theirs starts with one at T).
+
+    Predictors: "reverse_diffusion" — score_sde's ReverseDiffusionPredictor on the discrete
+    chain (f_d, G from `SDE.transition`): x ← x − f_d + G²·s + G·z;  "ancestral" — `ancestral`'s
+    step;  "euler_maruyama" — `reverse_sde`'s EM step.
+
+    Corrector (paper Alg. 4/5): the paper's step ε' = 2α(snr·‖z‖/‖s‖)² with
+    x ← x + ε'·s + √(2ε')·z is scorelab's Langevin step x + (ε/2)s + √ε·z with ε = 2ε'
+    (docs/conventions.md).  ‖·‖ are per-chain norms averaged over the batch (as score_sde);
+    α = (a(t)/a(t − h))² of the step just taken: 1 for VE, 1 − βᵢ (DDPM's αᵢ) for VP.
+    NFE = n_steps·(1 + n_corrector) (+1 with denoise).
+    """
+    x0, n = _setup(score_fn, x0, sde, n_steps)
+    if predictor not in _PREDICTORS:
+        raise ScorelabError(f"predictor must be one of {_PREDICTORS}, got {predictor!r}")
+    m = check_count("n_corrector", n_corrector)
+    r = check_positive("snr", snr)
+    ts = _grid(sde, n)
+    h = (sde.T - sde.eps) / n
+    a_grid = sde.marginal(torch.tensor(ts, dtype=torch.float64))[0].tolist()
+
+    def predict(x: Tensor, i: int) -> Tensor:
+        t, t_next = ts[i], ts[i + 1]
+        if predictor == "ancestral":
+            return _ancestral_step(score_fn, x, sde, t, t_next, generator)
+        if predictor == "euler_maruyama":
+            return _em_step(score_fn, x, sde, t, h, generator)
+        f_d, g_d = sde.transition(x, _t(t_next, x), t - t_next)
+        g_d = append_dims(g_d, x.ndim)
+        return x - f_d + g_d**2 * score_fn(x, _t(t, x)) + g_d * randn_like(x, generator)
+
+    def correct(x: Tensor, i: int) -> Tensor:
+        alpha = (a_grid[i] / a_grid[i + 1]) ** 2
+        tt = _t(ts[i + 1], x)
+        for _ in range(m):
+            s = score_fn(x, tt)
+            z = randn_like(x, generator)
+            s_norm = s.reshape(x.shape[0], -1).norm(dim=1).mean()
+            z_norm = z.reshape(x.shape[0], -1).norm(dim=1).mean()
+            eps_paper = 2.0 * alpha * (r * z_norm / s_norm.clamp_min(1e-30)) ** 2
+            eps = 2.0 * eps_paper
+            x = x + (eps / 2.0) * s + eps.sqrt() * z
+        return x
+
+    def step(x: Tensor, i: int) -> Tensor:
+        return correct(predict(x, i), i)
+
+    x, traj, seconds = iterate(
+        step,
+        x0,
+        n,
+        sampler=f"predictor_corrector[{predictor}]",
+        hint=f"increase n_steps (now {n}) or reduce snr (now {r:g})",
+        record_every=record_every,
+        progress=progress,
+    )
+    info = {
+        "predictor": predictor,
+        "n_corrector": m,
+        "snr": r,
+        "n_steps": n,
+        "order": "predictor-then-corrector (Song et al. 2021, Alg. 1)",
+        "seconds": seconds,
+    }
+    return _finish(score_fn, x, sde, denoise, n * (1 + m), traj, info)
+
+
+def probability_flow(
+    score_fn: ScoreFn,
+    x0: Tensor,
+    *,
+    sde: SDE,
+    n_steps: int | None = None,
+    method: str = "euler",
+    rtol: float = 1e-5,
+    atol: float = 1e-5,
+    record_every: int = 0,
+    progress: bool = False,
+) -> SampleResult:
+    """Probability-flow ODE dx/dt = f − ½g²·s from T to eps (Song et al. 2021, eq. 13).
+
+    method="euler": x ← x − h·d(x, t), d = f − ½g²s (NFE = n_steps);
+    method="heun": d₁ = d(x, t), x̃ = x − h·d₁, d₂ = d(x̃, t − h), x ← x − (h/2)(d₁ + d₂)
+    (NFE = 2·n_steps; EDM Alg. 1 without the last-step shortcut);
+    method="adaptive": scipy.integrate.solve_ivp RK45 on the flattened batch in float64 with
+    rtol/atol (n_steps must be None; NFE = counted calls of the ODE function; no trajectory).
+    Deterministic: takes no generator.
+    """
+    x0, n = _setup(score_fn, x0, sde, n_steps)
+    if method not in ("euler", "heun", "adaptive"):
+        raise ScorelabError(f"method must be 'euler', 'heun' or 'adaptive', got {method!r}")
+    rev = sde.reverse(score_fn, probability_flow=True)
+
+    def drift(x: Tensor, t: float) -> Tensor:
+        return rev.sde(x, _t(t, x))[0]
+
+    if method == "adaptive":
+        if n_steps is not None:
+            raise ScorelabError("method='adaptive' chooses its own steps: leave n_steps=None")
+        return _pf_adaptive(
+            drift, x0, sde, check_positive("rtol", rtol), check_positive("atol", atol)
+        )
+    if n_steps is None:
+        raise ScorelabError(f"method={method!r} needs n_steps")
+    ts = _grid(sde, n)
+    h = (sde.T - sde.eps) / n
+
+    def step(x: Tensor, i: int) -> Tensor:
+        d1 = drift(x, ts[i])
+        if method == "euler":
+            return x - h * d1
+        d2 = drift(x - h * d1, ts[i + 1])
+        return x - 0.5 * h * (d1 + d2)
+
+    x, traj, seconds = iterate(
+        step,
+        x0,
+        n,
+        sampler=f"probability_flow[{method}]",
+        hint=f"increase n_steps (now {n})",
+        record_every=record_every,
+        progress=progress,
+    )
+    nfe = n if method == "euler" else 2 * n
+    info = {"method": method, "n_steps": n, "step": h, "seconds": seconds}
+    return SampleResult(samples=x, nfe=nfe, trajectory=traj, info=info)
+
+
+def _pf_adaptive(
+    drift: Callable[[Tensor, float], Tensor], x0: Tensor, sde: SDE, rtol: float, atol: float
+) -> SampleResult:
+    from scipy.integrate import solve_ivp
+
+    shape, dtype, device = x0.shape, x0.dtype, x0.device
+    calls = 0
+
+    def fun(t: float, y: np.ndarray) -> np.ndarray:
+        nonlocal calls
+        calls += 1
+        x = torch.from_numpy(y).reshape(shape).to(dtype=dtype, device=device)
+        return drift(x, float(t)).detach().double().cpu().reshape(-1).numpy()
+
+    t0 = _time.perf_counter()
+    y0 = x0.detach().double().cpu().reshape(-1).numpy()
+    sol = solve_ivp(fun, (sde.T, sde.eps), y0, method="RK45", rtol=rtol, atol=atol)
+    seconds = _time.perf_counter() - t0
+    if not sol.success:
+        raise ScorelabError(f"probability_flow adaptive solver failed: {sol.message}")
+    x = torch.from_numpy(sol.y[:, -1].copy()).reshape(shape).to(dtype=dtype, device=device)
+    check_finite(x, where="probability_flow[adaptive]", step=calls, hint="tighten rtol/atol")
+    info = {
+        "method": "adaptive",
+        "rtol": rtol,
+        "atol": atol,
+        "n_accepted_steps": int(sol.t.size - 1),
+        "seconds": seconds,
+    }
+    return SampleResult(samples=x, nfe=calls, trajectory=None, info=info)

@@ -1,0 +1,254 @@
+"""Reverse-SDE, ancestral, predictor–corrector and probability-flow samplers (Song et al. 2021).
+
+With the exact score (sde.exact_score_fn) the only error left is the sampler's own, so the
+tests check statistics against known answers: mixture weights and MMD on seed 001's Fig. 3
+mixture, convergence orders on a Gaussian whose probability-flow map is known in closed form,
+and the closed-form steps of seed 002 (OU exponential integrator) and SMLD.
+"""
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from scorelab._utils import ScorelabError
+from scorelab.distributions import seed001_fig3
+from scorelab.distributions.mixture import Gaussian
+from scorelab.metrics import mixture_weights, mmd
+from scorelab.samplers.sde_samplers import (
+    ancestral,
+    predictor_corrector,
+    probability_flow,
+    reverse_sde,
+)
+from scorelab.sde import OUSDE, VESDE, VPSDE, SubVPSDE, exact_score_fn
+
+N_CHAINS = 4000
+N_MMD = 2000
+
+SDES = {
+    "ve": lambda: VESDE(sigma_min=0.01, sigma_max=25.0),
+    "vp": lambda: VPSDE(),
+    "ou": lambda: OUSDE(T=5.0),
+}
+
+# Step counts from a sweep (exact start, 4000 chains): every weight error ≤ 0.013, well
+# inside 0.03.  Ancestral (DDPM posterior variance β̃) is under-dispersed by O(h·log(T/eps))
+# within a mode on a uniform grid (OU: within-mode var 0.78 at 100 steps, 0.90 at 400), so it
+# gets more steps; the Langevin corrector removes most of that bias.
+SAMPLERS = {
+    "em": lambda sf, x, sde, g: reverse_sde(sf, x, sde=sde, n_steps=200, generator=g),
+    "exponential": lambda sf, x, sde, g: reverse_sde(
+        sf, x, sde=sde, n_steps=400, method="exponential", generator=g
+    ),
+    "ancestral": lambda sf, x, sde, g: ancestral(sf, x, sde=sde, n_steps=400, generator=g),
+    "pc": lambda sf, x, sde, g: predictor_corrector(sf, x, sde=sde, n_steps=200, generator=g),
+    "pc_ancestral": lambda sf, x, sde, g: predictor_corrector(
+        sf, x, sde=sde, n_steps=200, predictor="ancestral", generator=g
+    ),
+    "pc_em": lambda sf, x, sde, g: predictor_corrector(
+        sf, x, sde=sde, n_steps=200, predictor="euler_maruyama", generator=g
+    ),
+    "pf_heun": lambda sf, x, sde, g: probability_flow(sf, x, sde=sde, n_steps=50, method="heun"),
+    "pf_adaptive": lambda sf, x, sde, g: probability_flow(sf, x, sde=sde, method="adaptive"),
+}
+
+
+@pytest.fixture(scope="module")
+def mixture_ref():
+    """Fresh exact samples and the two-sample MMD noise floor (RMS of 8 null pairs)."""
+    target = seed001_fig3()
+    g = torch.Generator().manual_seed(7)
+    ref = target.sample(N_MMD, generator=g)
+    null = [
+        mmd(target.sample(N_MMD, generator=g), target.sample(N_MMD, generator=g)) for _ in range(8)
+    ]
+    floor = math.sqrt(sum(v * v for v in null) / len(null))
+    return target, ref, floor
+
+
+@pytest.mark.parametrize("sde_name", list(SDES))
+@pytest.mark.parametrize("sampler", list(SAMPLERS))
+def test_exact_score_recovers_mixture(sde_name, sampler, mixture_ref):
+    target, ref, floor = mixture_ref
+    sde = SDES[sde_name]()
+    g = torch.Generator().manual_seed(11)
+    # Start from the exact law at T, not the prior: with σ_max = 25 the VE prior N(0, 25²I)
+    # misses the mixture's mean (3, 5) and the deterministic PF-ODE carries that bias into the
+    # weights (≈ 0.035 off); the exact start isolates the sampler's discretisation error.
+    x_T, _ = sde.perturb(target.sample(N_CHAINS, generator=g), sde.T, generator=g)
+    res = SAMPLERS[sampler](exact_score_fn(sde, target), x_T, sde, g)
+    assert res.samples.shape == (N_CHAINS, 2)
+    w = mixture_weights(res.samples, target)
+    # binomial sd of a weight with 4000 chains: √(0.16/4000) = 0.0063, so 0.03 is ~5 sd
+    assert max(abs(a - b) for a, b in zip(w.estimated, w.true, strict=True)) < 0.03, w
+    # U-statistic MMD against fresh exact samples: < 4× the RMS of 8 null pairs (floor here
+    # 6.8e-4; the samplers measure −9.5e-4 … 8.8e-4; the 200-step exponential VE run, a
+    # first-order bias with weight 0.2065, gave 2.1e-3 ≈ 3×: MMD is a coarse check at n = 2000)
+    m = mmd(res.samples[:N_MMD], ref)
+    assert m < 4.0 * floor, (m, floor)
+
+
+def _gaussian_pf_map(sde, x_T, mu, var0):
+    """Exact PF-ODE map T → eps for N(μ, var0) in 1-D: the quantile (affine) map."""
+
+    def mean_sd(t):
+        a, s = sde.marginal(torch.tensor([t], dtype=torch.float64))
+        return float(a) * mu, math.sqrt(float(a) ** 2 * var0 + float(s) ** 2)
+
+    m_T, sd_T = mean_sd(sde.T)
+    m_e, sd_e = mean_sd(sde.eps)
+    return m_e + sd_e * (x_T - m_T) / sd_T
+
+
+def _slopes(ns, errs):
+    return -np.diff(np.log(errs)) / np.diff(np.log(ns))
+
+
+@pytest.mark.parametrize("sde", [OUSDE(T=3.0), VPSDE()], ids=["ou", "vp"])
+def test_probability_flow_orders(sde):
+    mu, var0 = 2.0, 0.25
+    target = Gaussian([mu], [[var0]], dtype=torch.float64)
+    sf = exact_score_fn(sde, target)
+    x_T = torch.linspace(-3.0, 3.0, 7, dtype=torch.float64)[:, None]
+    exact = _gaussian_pf_map(sde, x_T, mu, var0)
+    ns = [20, 40, 80, 160]
+    for method, lo, hi in [("euler", 0.8, 1.3), ("heun", 1.6, 2.4)]:
+        errs = [
+            float(
+                (probability_flow(sf, x_T, sde=sde, n_steps=n, method=method).samples - exact)
+                .abs()
+                .max()
+            )
+            for n in ns
+        ]
+        slopes = _slopes(ns, errs)
+        # Euler is first order, Heun second (measured ≈ 0.89–1.02 and ≈ 1.92–2.09)
+        assert lo <= slopes.mean() <= hi, (method, errs, slopes)
+        assert all(s > lo - 0.1 for s in slopes), (method, slopes)
+    res = probability_flow(sf, x_T, sde=sde, method="adaptive", rtol=1e-8, atol=1e-8)
+    assert float((res.samples - exact).abs().max()) < 1e-6
+    assert res.nfe > 6 and res.trajectory is None
+
+
+@pytest.mark.parametrize("method", ["euler_maruyama", "exponential"])
+def test_reverse_sde_weak_order_one_on_variance(method):
+    """Var of the output vs the exact 0.25; 10⁵ chains: MC sd of the variance ≈ 0.0011."""
+    sde = OUSDE(T=3.0)
+    target = Gaussian([2.0], [[0.25]], dtype=torch.float64)
+    sf = exact_score_fn(sde, target)
+    g = torch.Generator().manual_seed(3)
+    ns, errs = [20, 40, 80], []
+    for n in ns:
+        x_T, _ = sde.perturb(target.sample(100_000, generator=g), sde.T, generator=g)
+        out = reverse_sde(sf, x_T, sde=sde, n_steps=n, method=method, generator=g).samples
+        errs.append(abs(float(out.var()) - 0.25))
+    # smallest error (≈ 0.04) is ~40 MC sd, so the fitted slope is the discretisation order
+    assert errs[-1] > 20 * 0.25 * math.sqrt(2 / 100_000)
+    slopes = _slopes(ns, errs)
+    assert 0.8 <= slopes.mean() <= 1.5, (errs, slopes)
+
+
+def test_exponential_step_is_seed002_ou_formula():
+    """One step with a constant score: x ← eʰx + 2(eʰ − 1)s + √(e^{2h} − 1)·z (seed 002)."""
+    sde = OUSDE(T=1.0, eps=0.25)
+    h = 0.75
+    x0 = torch.randn(5, 3, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+
+    def score(x, t):
+        return torch.full_like(x, 0.3)
+
+    out = reverse_sde(
+        score, x0, sde=sde, n_steps=1, method="exponential",
+        generator=torch.Generator().manual_seed(5),
+    ).samples  # fmt: skip
+    z = torch.randn(x0.shape, generator=torch.Generator().manual_seed(5), dtype=torch.float64)
+    e = math.exp(h)
+    expected = e * x0 + 2 * (e - 1) * 0.3 + math.sqrt(e**2 - 1) * z
+    torch.testing.assert_close(out, expected)
+
+
+def test_ancestral_step_is_smld_for_ve():
+    """x_{i−1} = x_i + (σᵢ² − σᵢ₋₁²)s + √(σᵢ₋₁²(σᵢ² − σᵢ₋₁²)/σᵢ²)·z, σ² = marginal variance."""
+    sde = VESDE(sigma_min=0.1, sigma_max=10.0)
+    x0 = torch.randn(4, 2, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+
+    def score(x, t):
+        return -x / 4.0
+
+    out = ancestral(score, x0, sde=sde, n_steps=2, generator=torch.Generator().manual_seed(9))
+    g = torch.Generator().manual_seed(9)
+    x = x0
+    for t, t_next in [(1.0, 0.5 * (1.0 + sde.eps)), (0.5 * (1.0 + sde.eps), sde.eps)]:
+        v1 = float(sde.marginal(torch.tensor([t], dtype=torch.float64))[1]) ** 2
+        v0 = float(sde.marginal(torch.tensor([t_next], dtype=torch.float64))[1]) ** 2
+        z = torch.randn(x.shape, generator=g, dtype=torch.float64)
+        x = x + (v1 - v0) * score(x, None) + math.sqrt(v0 * (v1 - v0) / v1) * z
+    torch.testing.assert_close(out.samples, x)
+    assert out.nfe == 2
+
+
+def test_determinism_and_nfe():
+    sde = VPSDE()
+    target = seed001_fig3()
+    calls = {"n": 0}
+    base = exact_score_fn(sde, target)
+
+    def sf(x, t):
+        calls["n"] += 1
+        return base(x, t)
+
+    x0 = sde.prior_sample((50, 2), generator=torch.Generator().manual_seed(0))
+    cases = [
+        (lambda g: reverse_sde(sf, x0, sde=sde, n_steps=7, generator=g), 7),
+        (lambda g: reverse_sde(sf, x0, sde=sde, n_steps=7, method="exponential", generator=g), 7),
+        (lambda g: reverse_sde(sf, x0, sde=sde, n_steps=7, denoise=True, generator=g), 8),
+        (lambda g: ancestral(sf, x0, sde=sde, n_steps=7, generator=g), 7),
+        (lambda g: predictor_corrector(sf, x0, sde=sde, n_steps=7, n_corrector=2, generator=g), 21),
+        (lambda g: probability_flow(sf, x0, sde=sde, n_steps=7), 7),
+        (lambda g: probability_flow(sf, x0, sde=sde, n_steps=7, method="heun"), 14),
+    ]
+    for run, nfe in cases:
+        calls["n"] = 0
+        a = run(torch.Generator().manual_seed(42))
+        assert a.nfe == nfe == calls["n"]
+        b = run(torch.Generator().manual_seed(42))
+        assert torch.equal(a.samples, b.samples)
+    calls["n"] = 0
+    res = probability_flow(sf, x0, sde=sde, method="adaptive")
+    assert res.nfe == calls["n"] > 0
+    # different seeds give different stochastic samples
+    r1 = reverse_sde(sf, x0, sde=sde, n_steps=3, generator=torch.Generator().manual_seed(1))
+    r2 = reverse_sde(sf, x0, sde=sde, n_steps=3, generator=torch.Generator().manual_seed(2))
+    assert not torch.equal(r1.samples, r2.samples)
+    # trajectory: x₀ plus every 2nd of 6 states
+    r = ancestral(sf, x0, sde=sde, n_steps=6, record_every=2, generator=torch.Generator())
+    assert r.trajectory.shape == (4, 50, 2)
+    assert torch.equal(r.trajectory[0], x0) and torch.equal(r.trajectory[-1], r.samples)
+
+
+def test_bad_arguments():
+    sde = VPSDE()
+    sf = exact_score_fn(sde, seed001_fig3())
+    x = torch.zeros(3, 2)
+    bad = [
+        lambda: reverse_sde(sf, x, sde=sde, n_steps=0),
+        lambda: reverse_sde(sf, x, sde=sde, n_steps=2.5),
+        lambda: reverse_sde(sf, x, sde=sde, n_steps=5, method="rk4"),
+        lambda: reverse_sde(sf, x, sde="vp", n_steps=5),
+        lambda: reverse_sde(sf, x, sde=SubVPSDE(), n_steps=5, method="exponential"),
+        lambda: reverse_sde(sf, torch.zeros(3), sde=sde, n_steps=5),
+        lambda: reverse_sde(None, x, sde=sde, n_steps=5),
+        lambda: ancestral(sf, x, sde=sde, n_steps=-1),
+        lambda: predictor_corrector(sf, x, sde=sde, n_steps=5, predictor="ode"),
+        lambda: predictor_corrector(sf, x, sde=sde, n_steps=5, snr=0.0),
+        lambda: predictor_corrector(sf, x, sde=sde, n_steps=5, n_corrector=-1),
+        lambda: probability_flow(sf, x, sde=sde, n_steps=5, method="rk4"),
+        lambda: probability_flow(sf, x, sde=sde, method="euler"),
+        lambda: probability_flow(sf, x, sde=sde, n_steps=5, method="adaptive"),
+        lambda: probability_flow(sf, x, sde=sde, method="adaptive", rtol=0.0),
+    ]
+    for call in bad:
+        with pytest.raises(ScorelabError):
+            call()
