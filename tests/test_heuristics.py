@@ -309,3 +309,16 @@ def test_suggest_schedule_rejects_bad_data():
         suggest_schedule(torch.zeros(0, 2), n_levels=10)
     with pytest.raises(ScorelabError, match="NaN"):
         suggest_schedule(torch.tensor([[0.0, 1.0], [float("nan"), 2.0]]), n_levels=10)
+
+
+def test_suggest_schedule_keeps_values_a_config_fixes():
+    """A config may fix σ₁ and ε and leave the rest to the rules (scorelab train does this)."""
+    data = torch.randn(200, 2, generator=torch.Generator().manual_seed(0))
+    free = suggest_schedule(data, n_steps_each=50, sigma_min=0.1, n_levels=5)
+    fixed = suggest_schedule(
+        data, n_steps_each=50, sigma_min=0.1, n_levels=5, sigma_max=7.0, step=0.01
+    )
+    assert fixed.sigma_max == 7.0 and fixed.step_size == 0.01
+    assert float(fixed.sigmas[0]) == pytest.approx(7.0) and len(fixed.sigmas) == 5
+    assert free.sigma_max == pytest.approx(sigma_max_from_data(data))
+    assert free.step_size != 0.01

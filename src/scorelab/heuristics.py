@@ -311,11 +311,15 @@ def suggest_schedule(
     sigma_min: float = 0.01,
     overlap: float = 0.5,
     n_levels: int | None = None,
+    sigma_max: float | None = None,
+    step: float | None = None,
 ) -> NoiseSchedule:
     """σ₁ from the data diameter, L from C(γ) = overlap in the data dimension D, ε from T and γ.
 
-    `n_levels` overrides technique 2 (needed for D ≤ 4, where it fixes no γ).  gamma is the
-    ladder's actual ratio (σ₁/σ_L)^{1/(L−1)} ≤ the rule's γ, and the step size is solved for it.
+    `n_levels` overrides technique 2 (needed for D ≤ 4, where it fixes no γ); `sigma_max` and
+    `step` (scorelab's step size) override techniques 1 and 4 — a config fixes some values and
+    leaves the rest to the rules.  gamma is the ladder's actual ratio (σ₁/σ_L)^{1/(L−1)} ≤ the
+    rule's γ, and the step size is solved for it.
     """
     x = _flat_data(data)
     dim = x.shape[1]
@@ -326,7 +330,7 @@ def suggest_schedule(
         raise ScorelabError(f"overlap must lie in (0, 1), got {overlap}")
     if isinstance(n_steps_each, bool) or int(n_steps_each) != n_steps_each or n_steps_each < 1:
         raise ScorelabError(f"n_steps_each (T) must be an integer ≥ 1, got {n_steps_each!r}")
-    s_max = sigma_max_from_data(x)
+    s_max = sigma_max_from_data(x) if sigma_max is None else float(sigma_max)
     if not s_min < s_max:
         raise ScorelabError(
             f"sigma_min ({s_min:g}) must be smaller than σ₁ = max pairwise distance ({s_max:g})"
@@ -338,7 +342,7 @@ def suggest_schedule(
         levels, used_overlap = int(n_levels), None
     sigmas = geometric_sigmas(s_max, s_min, levels)
     gamma = math.exp(math.log(s_max / s_min) / (levels - 1))
-    h = step_size(int(n_steps_each), gamma, s_min)
+    h = step_size(int(n_steps_each), gamma, s_min) if step is None else float(step)
     return NoiseSchedule(
         sigma_max=s_max,
         sigma_min=s_min,

@@ -30,46 +30,32 @@ from scorelab.runs import (
 def resolve_noise(cfg: RunConfig, data: torch.Tensor) -> dict[str, Any]:
     """Fill σ₁, L and ε left unset from the heuristics of Song & Ermon 2020; say which came
     from where, so the run folder records values a user did not have to guess."""
-    from scorelab import heuristics
-    from scorelab.schedules import geometric_sigmas
+    from scorelab.heuristics import suggest_schedule
 
     n = cfg.noise
     dim = int(data[0].numel())
-    source = {}
-    sigma_max = n.sigma_max
-    source["sigma_max"] = "config" if sigma_max is not None else "max pairwise distance"
-    if sigma_max is None:
-        sigma_max = heuristics.sigma_max_from_data(data)
-    if not sigma_max > n.sigma_min:
-        raise ScorelabError(
-            f"[noise] sigma_max = {sigma_max:g} (from the data) must exceed sigma_min = "
-            f"{n.sigma_min:g}; set sigma_min lower"
-        )
-    levels = n.n_levels
-    if levels is not None:
-        source["n_levels"] = "config"
+    levels = n.n_levels if n.n_levels is not None or dim >= 5 else 10
+    schedule = suggest_schedule(
+        data,
+        n_steps_each=n.n_steps_each,
+        sigma_min=n.sigma_min,
+        n_levels=levels,
+        sigma_max=n.sigma_max,
+        step=n.step_size,
+    )
+    noise = schedule.as_dict()
+    if n.n_levels is not None:
+        levels_source = "config"
     elif dim >= 5:
-        levels = heuristics.n_levels(sigma_max, n.sigma_min, dim)
-        source["n_levels"] = "overlap rule C(γ) = 0.5"
+        levels_source = "overlap rule C(γ) = 0.5"
     else:
-        levels = 10
-        source["n_levels"] = f"default 10 (the overlap rule fixes no γ in D = {dim} ≤ 4)"
-    sigmas = geometric_sigmas(sigma_max, n.sigma_min, levels)
-    gamma = (sigma_max / n.sigma_min) ** (1.0 / (levels - 1))
-    step = n.step_size
-    source["step_size"] = "config" if step is not None else "Song & Ermon 2020 technique 4"
-    if step is None:
-        step = heuristics.step_size(n.n_steps_each, gamma, n.sigma_min)
-    return {
-        "sigma_max": float(sigma_max),
-        "sigma_min": float(n.sigma_min),
-        "n_levels": int(levels),
-        "gamma": float(gamma),
-        "sigmas": sigmas.tolist(),
-        "step_size": float(step),
-        "n_steps_each": int(n.n_steps_each),
-        "source": source,
+        levels_source = f"default 10 (the overlap rule fixes no γ in D = {dim} ≤ 4)"
+    noise["source"] = {
+        "sigma_max": "config" if n.sigma_max is not None else "max pairwise distance",
+        "n_levels": levels_source,
+        "step_size": "config" if n.step_size is not None else "Song & Ermon 2020 technique 4",
     }
+    return noise
 
 
 # -- builders ---------------------------------------------------------------------------------
