@@ -31,6 +31,7 @@ SDES = {
     "ve": lambda: VESDE(sigma_min=0.01, sigma_max=25.0),
     "vp": lambda: VPSDE(),
     "ou": lambda: OUSDE(T=5.0),
+    "subvp": lambda: SubVPSDE(),
 }
 
 # Step counts from a sweep (exact start, 4000 chains): every weight error ≤ 0.013, well
@@ -169,6 +170,54 @@ def test_exponential_step_is_seed002_ou_formula():
     torch.testing.assert_close(out, expected)
 
 
+@pytest.mark.parametrize("sde", [VESDE(), VPSDE(), OUSDE(), SubVPSDE()], ids=str)
+def test_exponential_coefs_closed_forms_and_quadrature(sde):
+    """κ = a(t_next)∫g²/a against scipy.quad, and the VE / VP / OU closed forms."""
+    from scipy.integrate import quad
+
+    for t, t_next in [(sde.T, 0.9 * sde.T), (0.5 * sde.T, 0.1 * sde.T), (0.02 * sde.T, 0.0)]:
+        rho, kappa, nu = sde.exponential_coefs(t, t_next)
+
+        def m(u):
+            a, s = sde.marginal(torch.tensor([u], dtype=torch.float64))
+            return float(a[0]), float(s[0])
+
+        def integrand(u):
+            g = float(sde.diffusion(torch.tensor([u], dtype=torch.float64))[0])
+            return g**2 / m(u)[0]
+
+        (a1, s1), (a0, s0) = m(t), m(t_next)
+        assert rho == pytest.approx(a0 / a1, rel=1e-12)
+        assert kappa == pytest.approx(a0 * quad(integrand, t_next, t, epsabs=0, epsrel=1e-12)[0],
+                                      rel=1e-9)  # fmt: skip
+        assert nu == pytest.approx(a0**2 * (s1**2 / a1**2 - s0**2 / a0**2), rel=1e-12, abs=1e-15)
+        if isinstance(sde, VESDE):
+            assert kappa == pytest.approx(s1**2 - s0**2, rel=1e-10)
+            assert nu == pytest.approx(s1**2 - s0**2, rel=1e-10)
+        elif not isinstance(sde, SubVPSDE):  # VP and OU: g² = −2c
+            assert kappa == pytest.approx(2 * (rho - 1), rel=1e-10)
+            assert nu == pytest.approx(rho**2 - 1, rel=1e-10)
+        else:  # sub-VP's g² < −2c, so κ is below VP's 2(ρ − 1)
+            assert kappa < 2 * (rho - 1)
+    with pytest.raises(ScorelabError):
+        sde.exponential_coefs(0.1 * sde.T, 0.5 * sde.T)
+
+
+def test_probability_flow_denoise_is_tweedie_at_eps():
+    sde = VPSDE()
+    sf = exact_score_fn(sde, seed001_fig3())
+    x0 = sde.prior_sample((64, 2), generator=torch.Generator().manual_seed(0))
+    plain = probability_flow(sf, x0, sde=sde, n_steps=20).samples
+    den = probability_flow(sf, x0, sde=sde, n_steps=20, denoise=True)
+    a, s = sde.marginal(torch.full((64,), sde.eps))
+    tt = torch.full((64,), sde.eps)
+    expected = (plain + s[:, None] ** 2 * sf(plain, tt)) / a[:, None]
+    torch.testing.assert_close(den.samples, expected)
+    assert den.info["denoise"] is True and den.nfe == 21
+    ada = probability_flow(sf, x0, sde=sde, method="adaptive", denoise=True)
+    assert ada.info["denoise"] is True and torch.isfinite(ada.samples).all()
+
+
 def test_ancestral_step_is_smld_for_ve():
     """x_{i−1} = x_i + (σᵢ² − σᵢ₋₁²)s + √(σᵢ₋₁²(σᵢ² − σᵢ₋₁²)/σᵢ²)·z, σ² = marginal variance."""
     sde = VESDE(sigma_min=0.1, sigma_max=10.0)
@@ -208,6 +257,8 @@ def test_determinism_and_nfe():
         (lambda g: predictor_corrector(sf, x0, sde=sde, n_steps=7, n_corrector=2, generator=g), 21),
         (lambda g: probability_flow(sf, x0, sde=sde, n_steps=7), 7),
         (lambda g: probability_flow(sf, x0, sde=sde, n_steps=7, method="heun"), 14),
+        (lambda g: probability_flow(sf, x0, sde=sde, n_steps=7, denoise=True), 8),
+        (lambda g: ancestral(sf, x0, sde=sde, n_steps=7, denoise=True, generator=g), 8),
     ]
     for run, nfe in cases:
         calls["n"] = 0
@@ -237,7 +288,6 @@ def test_bad_arguments():
         lambda: reverse_sde(sf, x, sde=sde, n_steps=2.5),
         lambda: reverse_sde(sf, x, sde=sde, n_steps=5, method="rk4"),
         lambda: reverse_sde(sf, x, sde="vp", n_steps=5),
-        lambda: reverse_sde(sf, x, sde=SubVPSDE(), n_steps=5, method="exponential"),
         lambda: reverse_sde(sf, torch.zeros(3), sde=sde, n_steps=5),
         lambda: reverse_sde(None, x, sde=sde, n_steps=5),
         lambda: ancestral(sf, x, sde=sde, n_steps=-1),

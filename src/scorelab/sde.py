@@ -13,9 +13,11 @@ a' = c·a and (s²)' = 2c·s² + g² (the moment ODEs the tests check).  The lec
 
 from __future__ import annotations
 
+import functools
 import math
 from abc import ABC, abstractmethod
 
+import numpy as np
 import torch
 from torch import Tensor
 
@@ -33,6 +35,13 @@ def _positive(name: str, v: float) -> float:
     if not (math.isfinite(v) and v > 0):
         raise ScorelabError(f"{name} must be finite and positive, got {v}")
     return v
+
+
+@functools.cache
+def _gauss_legendre(n: int = 32) -> tuple[Tensor, Tensor]:
+    """Nodes and weights on [−1, 1] (float64): exact for polynomials of degree < 2n."""
+    nodes, weights = np.polynomial.legendre.leggauss(n)
+    return torch.from_numpy(nodes), torch.from_numpy(weights)
 
 
 class SDE(ABC):
@@ -131,6 +140,28 @@ class SDE(ABC):
         alpha = a1 / a0
         var = (s1**2 - alpha**2 * s0**2).clamp_min(0.0)
         return append_dims(alpha - 1.0, x.ndim) * x, var.sqrt()
+
+    def exponential_coefs(self, t: float, t_next: float) -> tuple[float, float, float]:
+        """(ρ, κ, ν) of the exponential-integrator reverse step t → t_next < t (seed 002).
+
+        With the score frozen at (x_k, t), the reverse SDE is linear in x, so
+        d(x/a) = (g²/a)·s dτ + (g/a) dB̄ integrates exactly to x_next = ρ·x + κ·s + √ν·z:
+        ρ = a(t_next)/a(t), κ = a(t_next)·∫_{t_next}^{t} g²/a dτ (Gauss–Legendre, float64) and
+        ν = a(t_next)²·[s(t)²/a(t)² − s(t_next)²/a(t_next)²], since d(s²/a²)/dτ = g²/a² by the
+        moment ODEs.  Closed forms the tests check: VE κ = ν = s(t)² − s(t_next)²; VP and OU
+        (g² = −2c) κ = 2(ρ − 1), ν = ρ² − 1.
+        """
+        if not 0 <= t_next < t <= self.T:
+            raise ScorelabError(f"need 0 <= t_next < t <= T={self.T}, got t={t}, t_next={t_next}")
+        nodes, weights = _gauss_legendre()
+        mid, half = 0.5 * (t + t_next), 0.5 * (t - t_next)
+        tau = mid + half * nodes
+        a_tau, _ = self.marginal(tau)
+        integral = half * float((weights * self.diffusion(tau) ** 2 / a_tau).sum())
+        a, s = self.marginal(torch.tensor([t, t_next], dtype=torch.float64))
+        a1, a0, s1, s0 = float(a[0]), float(a[1]), float(s[0]), float(s[1])
+        nu = max(a0**2 * (s1**2 / a1**2 - s0**2 / a0**2), 0.0)
+        return a0 / a1, a0 * integral, nu
 
     def reverse(self, score_fn: ScoreFn, probability_flow: bool = False) -> ReverseSDE:
         """The reverse-time SDE (or probability-flow ODE) driven by score_fn(x, t)."""

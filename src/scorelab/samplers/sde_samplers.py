@@ -26,7 +26,7 @@ from torch import Tensor
 from scorelab._types import SampleResult, ScoreFn
 from scorelab._utils import ScorelabError, append_dims, check_finite, randn_like
 from scorelab.samplers._loop import check_count, check_positive, check_start, iterate
-from scorelab.sde import OUSDE, SDE, VESDE, VPSDE, SubVPSDE
+from scorelab.sde import SDE
 
 __all__ = ["ancestral", "predictor_corrector", "probability_flow", "reverse_sde"]
 
@@ -92,26 +92,6 @@ def _em_step(
     return x - (f - g**2 * score_fn(x, _t(t, x))) * h + g * math.sqrt(h) * randn_like(x, gen)
 
 
-def _exp_coefs(sde: SDE, t: float, t_next: float) -> tuple[float, float, float]:
-    """(ρ, κ, ν) with x_next = ρ·x + κ·s + √ν·z: the linear part over [t_next, t] exactly.
-
-    Reverse time, score frozen at (x_k, t): d(x/a) = (g²/a)·s dτ + (g/a) dB, so
-    ρ = a(t_next)/a(t), κ = a(t_next)∫g²/a dτ, ν = a(t_next)²∫g²/a² dτ, and
-    g²/a² = d(s²/a²)/dτ gives ν = a(t_next)²[s(t)²/a(t)² − s(t_next)²/a(t_next)²].
-    κ: VE (a ≡ 1) s(t)² − s(t_next)²; VP and OU (g² = −2c) 2(ρ − 1).
-    """
-    tt = torch.tensor([t, t_next], dtype=torch.float64)
-    a, s = sde.marginal(tt)
-    a1, a0, s1, s0 = float(a[0]), float(a[1]), float(s[0]), float(s[1])
-    rho = a0 / a1
-    nu = max(a0**2 * (s1**2 / a1**2 - s0**2 / a0**2), 0.0)
-    if isinstance(sde, VESDE):
-        kappa = s1**2 - s0**2
-    else:
-        kappa = 2.0 * (rho - 1.0)
-    return rho, kappa, nu
-
-
 def _finish(
     score_fn: ScoreFn,
     x: Tensor,
@@ -152,21 +132,20 @@ def reverse_sde(
 
     VE: ρ = 1, κ = ν = s(t)² − s(t−h)²;  VP and OU (g² = −2c, s² = 1 − a²): κ = 2(ρ − 1),
     ν = ρ² − 1; seed 002's OU (ρ = eʰ): x ← eʰx + 2(eʰ − 1)s + √(e^{2h} − 1)·z.
-    Only VESDE, VPSDE and OUSDE are supported by "exponential" (sub-VP raises ScorelabError).
-    denoise=True adds Tweedie's x ← (x + s(x, eps)·s(eps)²)/a(eps) (one more NFE).
+    The coefficients come from `SDE.exponential_coefs` (general for every linear SDE here,
+    sub-VP included).  denoise=True adds Tweedie's x ← (x + s(x, eps)·s(eps)²)/a(eps)
+    (one more NFE).
     """
     x0, n = _setup(score_fn, x0, sde, n_steps)
     if method not in ("euler_maruyama", "exponential"):
         raise ScorelabError(f"method must be 'euler_maruyama' or 'exponential', got {method!r}")
-    if method == "exponential" and (
-        isinstance(sde, SubVPSDE) or not isinstance(sde, (VESDE, VPSDE, OUSDE))
-    ):
-        raise ScorelabError(
-            f"method='exponential' supports VESDE, VPSDE and OUSDE, got {type(sde).__name__}"
-        )
     ts = _grid(sde, n)
     h = (sde.T - sde.eps) / n
-    coefs = [_exp_coefs(sde, ts[i], ts[i + 1]) for i in range(n)] if method == "exponential" else []
+    coefs = (
+        [sde.exponential_coefs(ts[i], ts[i + 1]) for i in range(n)]
+        if method == "exponential"
+        else []
+    )
 
     def step(x: Tensor, i: int) -> Tensor:
         if method == "euler_maruyama":
@@ -324,6 +303,7 @@ def probability_flow(
     method: str = "euler",
     rtol: float = 1e-5,
     atol: float = 1e-5,
+    denoise: bool = False,
     record_every: int = 0,
     progress: bool = False,
 ) -> SampleResult:
@@ -334,6 +314,7 @@ def probability_flow(
     (NFE = 2·n_steps; EDM Alg. 1 without the last-step shortcut);
     method="adaptive": scipy.integrate.solve_ivp RK45 on the flattened batch in float64 with
     rtol/atol (n_steps must be None; NFE = counted calls of the ODE function; no trajectory).
+    denoise=True adds Tweedie's step at eps, as in the other samplers (one more NFE).
     Deterministic: takes no generator.
     """
     x0, n = _setup(score_fn, x0, sde, n_steps)
@@ -347,9 +328,10 @@ def probability_flow(
     if method == "adaptive":
         if n_steps is not None:
             raise ScorelabError("method='adaptive' chooses its own steps: leave n_steps=None")
-        return _pf_adaptive(
+        res = _pf_adaptive(
             drift, x0, sde, check_positive("rtol", rtol), check_positive("atol", atol)
         )
+        return _finish(score_fn, res.samples, sde, denoise, res.nfe, None, res.info)
     if n_steps is None:
         raise ScorelabError(f"method={method!r} needs n_steps")
     ts = _grid(sde, n)
@@ -373,7 +355,7 @@ def probability_flow(
     )
     nfe = n if method == "euler" else 2 * n
     info = {"method": method, "n_steps": n, "step": h, "seconds": seconds}
-    return SampleResult(samples=x, nfe=nfe, trajectory=traj, info=info)
+    return _finish(score_fn, x, sde, denoise, nfe, traj, info)
 
 
 def _pf_adaptive(
