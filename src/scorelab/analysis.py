@@ -4,12 +4,16 @@ Koehler & Vuong bound the log-Sobolev constant of a mixture by the overlaps of i
 components: join i and j when δᵢⱼ ≥ δ; on each connected component of that graph Langevin
 mixes fast, across components it does not, so data-based initialisation is what keeps the
 weights right.  We read the overlap as δᵢⱼ = ∫ min(pᵢ, pⱼ) dx = 1 − TV(pᵢ, pⱼ).
+
+Also the terms of seed 002's TV bound for the exponential-integrator reverse SDE (Chen et al.
+2023) and the constants it needs for a 1-D target: KL(q‖γ) and the score's Lipschitz constant
+along the OU process.
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 
 import numpy as np
 import torch
@@ -17,6 +21,7 @@ from scipy.sparse import csr_matrix
 from scipy.sparse.csgraph import connected_components
 
 from scorelab._utils import ScorelabError
+from scorelab.sde import SDE, exact_score_fn
 
 
 @dataclass(frozen=True)
@@ -89,3 +94,140 @@ def overlap_graph(
     comps = [sorted(np.flatnonzero(labels == c).tolist()) for c in range(n)]
     comps.sort(key=lambda c: c[0])
     return OverlapGraph(delta, float(threshold), adj, comps, method)
+
+
+# ---------------------------------------------------------------------------------------------
+# seed 002: TV bound for the exponential-integrator reverse SDE (Chen et al. 2023)
+
+
+@dataclass(frozen=True)
+class TVBound:
+    """The three terms of seed 002's TV bound, their sum, and whether h ≲ 1/L holds."""
+
+    initialisation: float  # C·√KL(q‖γ^d)·e^{−T}
+    discretisation: float  # C·(L√(dh) + L·m₂·h)·√T
+    score_error: float  # C·ε·√T
+    total: float
+    constant: float
+    step_condition_holds: bool  # h ≤ 1/L, the theorem's assumption (flagged, not enforced)
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+def _check_number(name: str, v: float, *, positive: bool = False, minimum: float = 0.0) -> float:
+    v = float(v)
+    ok = math.isfinite(v) and (v > minimum if positive else v >= minimum)
+    if not ok:
+        rel = ">" if positive else "≥"
+        raise ScorelabError(f"{name} must be finite and {rel} {minimum:g}, got {v}")
+    return v
+
+
+def reverse_sde_tv_bound(
+    *,
+    kl: float,
+    lipschitz: float,
+    dim: int,
+    m2: float,
+    h: float,
+    T: float,
+    eps_score: float = 0.0,
+    constant: float = 1.0,
+) -> TVBound:
+    """Chen et al. 2023 (seed 002): TV(p_T, q) ≲ √KL·e^{−T} + (L√(dh) + L·m₂·h)√T + ε√T.
+
+    Derivation: Girsanov KL(paths) ≲ (ε² + L²dh + L²m₂²h²)T, then Pinsker and √ΣᵢXᵢ ≤ Σᵢ√Xᵢ.
+    Inputs: kl = KL(q‖γ^d), lipschitz = L ≥ 1 (the score of every q_t is L-Lipschitz),
+    dim = d, m2 = m₂ = √E_q‖x‖² (the root second moment), h the step, T the horizon,
+    eps_score = ε with E_{q_kh}‖s − ∇log q_kh‖² ≤ ε².  The first term is OU's KL decay
+    KL(q_T‖γ) ≤ e^{−2T}KL(q‖γ) with Pinsker and data processing.  The theorem holds up to an
+    unknown universal constant: every term is multiplied by `constant`, and we report C = 1.
+    h ≲ 1/L is an assumption of the theorem; h > 1/L is flagged by `step_condition_holds`,
+    not rejected.  Negative or non-finite inputs raise ScorelabError.
+    """
+    kl = _check_number("kl", kl)
+    lip = _check_number("lipschitz", lipschitz)
+    if lip < 1.0:
+        raise ScorelabError(
+            f"lipschitz must be ≥ 1 (the theorem assumes L ≥ 1; pass max(L, 1)), got {lip}"
+        )
+    try:
+        dim_ok = not isinstance(dim, bool) and float(dim).is_integer() and dim >= 1
+    except (TypeError, ValueError):
+        dim_ok = False
+    if not dim_ok:
+        raise ScorelabError(f"dim must be a positive integer, got {dim!r}")
+    m2 = _check_number("m2", m2)
+    h = _check_number("h", h, positive=True)
+    T = _check_number("T", T, positive=True)
+    eps = _check_number("eps_score", eps_score)
+    c = _check_number("constant", constant, positive=True)
+    root_t = math.sqrt(T)
+    init = c * math.sqrt(kl) * math.exp(-T)
+    disc = c * (lip * math.sqrt(int(dim) * h) + lip * m2 * h) * root_t
+    score = c * eps * root_t
+    return TVBound(init, disc, score, init + disc + score, c, h <= 1.0 / lip)
+
+
+def _check_1d(target) -> None:
+    if getattr(target, "dim", None) != 1:
+        raise ScorelabError(f"need a 1-D target, got dim={getattr(target, 'dim', None)}")
+
+
+def kl_to_standard_normal(target, *, limits: tuple[float, float] | None = None) -> float:
+    """KL(q‖N(0, 1)) = ∫ q (log q − log φ) for a 1-D target with a normalised `log_prob`.
+
+    By scipy.integrate.quad over (−∞, 0] and [0, ∞) (or over `limits`), in float64.
+    """
+    from scipy.integrate import quad
+
+    _check_1d(target)
+
+    def integrand(x: float) -> float:
+        lq = float(target.log_prob(torch.tensor([[x]], dtype=torch.float64)))
+        if lq == -math.inf:
+            return 0.0
+        return math.exp(lq) * (lq + 0.5 * x * x + 0.5 * math.log(2.0 * math.pi))
+
+    pieces = [(-math.inf, 0.0), (0.0, math.inf)] if limits is None else [limits]
+    total = sum(quad(integrand, a, b, limit=200, epsabs=1e-11, epsrel=1e-10)[0] for a, b in pieces)
+    return max(float(total), 0.0)  # round-off can push a KL of ~0 below zero
+
+
+def score_lipschitz_1d(
+    target,
+    sde: SDE,
+    *,
+    x_range: tuple[float, float] = (-10.0, 10.0),
+    n_x: int = 2001,
+    n_t: int = 201,
+) -> float:
+    """sup over t ∈ [0, T] and x on a grid of |∂ₓ ∇log q_t(x)|, q_t = target pushed through sde.
+
+    ∂ₓ of `exact_score_fn(sde, target)` by autograd, in float64, on n_x points of x_range and
+    n_t uniform plus n_t geometric (from 1e-4·T) times, so fast changes near t = 0 are seen.
+    This is the raw sup (a grid estimate, so a lower bound on the true sup); the theorem
+    needs L ≥ 1, so pass max(L, 1) to `reverse_sde_tv_bound`.
+    """
+    _check_1d(target)
+    lo, hi = float(x_range[0]), float(x_range[1])
+    if not (math.isfinite(lo) and math.isfinite(hi) and lo < hi):
+        raise ScorelabError(f"x_range must be finite with lo < hi, got {x_range!r}")
+    if n_x < 2 or n_t < 2:
+        raise ScorelabError(f"n_x and n_t must be ≥ 2, got {n_x}, {n_t}")
+    f64 = torch.float64
+    ts = torch.cat(
+        [
+            torch.linspace(0.0, sde.T, n_t, dtype=f64),
+            torch.logspace(math.log10(1e-4 * sde.T), math.log10(sde.T), n_t, dtype=f64),
+        ]
+    ).clamp(0.0, sde.T)
+    xs = torch.linspace(lo, hi, n_x, dtype=f64)
+    x = xs.repeat(ts.numel())[:, None].requires_grad_(True)  # every (t, x) pair in one batch
+    t = ts.repeat_interleave(n_x)
+    score = exact_score_fn(sde, target)(x, t)
+    (dsdx,) = torch.autograd.grad(score.sum(), x)  # rows are independent: ∂ₓ of each row
+    if not bool(torch.isfinite(dsdx).all()):
+        raise ScorelabError("the score's derivative is not finite on the grid")
+    return float(dsdx.abs().max())
