@@ -322,3 +322,36 @@ def histogram_1d(
         ax.tick_params(which="both", labelsize=7)
     fig.tight_layout()
     return fig
+
+
+def image_grid(
+    images,
+    nrow: int | None = None,
+    *,
+    title: str = "",
+    ax=None,
+    padding: int = 1,
+    pad_value: float = 0.5,
+    size: float = 4.0,
+) -> Figure:
+    """Images (N, C, H, W) in [0, 1] tiled nrow per row (`images.tile_images`), drawn unsmoothed.
+
+    Grayscale uses the gray colour map on a fixed [0, 1] scale (0 black). With `ax`, draws there
+    and returns its figure; otherwise a new size×size-inch figure. Pixel-exact PNGs:
+    `images.save_png_grid`.
+    """
+    from scorelab.images import tile_images
+
+    grid = tile_images(images, nrow, padding=padding, pad_value=pad_value)
+    if ax is None:
+        fig, ax = plt.subplots(figsize=(size, size * grid.shape[0] / grid.shape[1]))
+    else:
+        fig = ax.figure
+    if grid.shape[2] == 1:
+        ax.imshow(grid[..., 0], cmap="gray", vmin=0.0, vmax=1.0, interpolation="nearest")
+    else:
+        ax.imshow(grid, interpolation="nearest")
+    ax.set_axis_off()
+    if title:
+        ax.set_title(title, fontsize=9)
+    return fig
