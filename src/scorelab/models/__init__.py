@@ -2,11 +2,13 @@
 
 from scorelab.models.energy import EnergyScore
 from scorelab.models.mlp import CONDITIONING, EnergyMLP, FourierEmbedding, ScoreMLP
+from scorelab.models.ncsn import NCSN, InstanceNormPlus, ncsn
 from scorelab.models.wrap import model_log_prob_fn, model_score_fn
 from scorelab.registry import Registry
 
 MODELS: Registry = Registry("model")
 MODELS.register("score_mlp")(ScoreMLP)
+MODELS.register("ncsn")(ncsn)
 
 
 @MODELS.register("energy_mlp")
@@ -38,8 +40,11 @@ __all__ = [
     "EnergyMLP",
     "EnergyScore",
     "FourierEmbedding",
+    "InstanceNormPlus",
+    "NCSN",
     "ScoreMLP",
     "energy_mlp",
+    "ncsn",
     "model_log_prob_fn",
     "model_score_fn",
 ]
