@@ -463,3 +463,33 @@ def test_with_the_library_dsm_objective():
     floor = 2 / (2 * 0.5**2) - 2 / (2 * (1 + 0.5**2))  # DSM's minimum for N(0, I) data: 3.2
     assert abs(np.mean(result.losses[-50:]) / floor - 1) < 0.05
     assert np.mean(result.losses[:10]) > floor + 0.3
+
+
+def test_batch_transform_sees_each_batch_and_resumes_exactly(tmp_path):
+    """The transform's output is what the objective gets; its draws come from fit's generator."""
+    data = gaussian_data()
+    seen = []
+
+    def jitter(batch, g):
+        out = batch + 0.01 * torch.rand(batch.shape, generator=g, dtype=batch.dtype)
+        seen.append((batch, out))
+        return out
+
+    def spy(model, batch, generator=None):
+        assert any(batch is out for _, out in seen[-1:])
+        return dsm(0.5)(model, batch, generator=generator)
+
+    torch.manual_seed(0)
+    full = fit(small_model(), spy, data, steps=12, seed=3, batch_transform=jitter)
+    assert len(seen) == 12 and all(not torch.equal(b, o) for b, o in seen)
+    torch.manual_seed(0)
+    plain = fit(small_model(), dsm(0.5), data, steps=12, seed=3)
+    assert full.losses != plain.losses  # the jitter changed what was trained on
+    torch.manual_seed(0)
+    fit(small_model(), dsm(0.5), data, steps=6, seed=3, run_dir=tmp_path, batch_transform=jitter)
+    resumed = fit(
+        small_model(), dsm(0.5), data, steps=12, seed=3, run_dir=tmp_path, resume=True,
+        batch_transform=jitter,
+    )  # fmt: skip
+    assert resumed.losses == full.losses[6:]
+    assert_same_weights(resumed.model, full.model)

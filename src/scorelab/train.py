@@ -170,6 +170,7 @@ def fit(
     progress: bool = False,
     config: dict | None = None,
     skip_nonfinite: bool = False,
+    batch_transform: Callable[[Tensor, torch.Generator], Tensor] | None = None,
 ) -> FitResult:
     """Minimise mean(objective(model, batch)) with Adam for `steps` steps in total.
 
@@ -177,6 +178,8 @@ def fit(
     seeded with `seed`, which the objective also receives. With `run_dir`, writes
     metrics.jsonl and checkpoints (every `checkpoint_every` steps and at the end); with
     resume=True, continues from the last checkpoint there bit for bit.
+    `batch_transform(batch, generator)` is applied to each drawn batch before the objective
+    (e.g. `images.dequantize_scaled`); it draws from the same generator, so resuming stays exact.
     """
     _check_args(
         steps=steps,
@@ -263,7 +266,8 @@ def fit(
     try:
         for step in range(start + 1, steps + 1):
             idx = torch.randint(0, n, (batch_size,), generator=g, device=device)
-            per_sample = objective(model, data[idx], generator=g)
+            batch = data[idx] if batch_transform is None else batch_transform(data[idx], g)
+            per_sample = objective(model, batch, generator=g)
             if not isinstance(per_sample, Tensor) or per_sample.shape != (batch_size,):
                 shape = tuple(per_sample.shape) if isinstance(per_sample, Tensor) else per_sample
                 raise ScorelabError(
