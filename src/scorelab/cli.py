@@ -8,6 +8,7 @@ from pathlib import Path
 
 from scorelab import __version__
 from scorelab._utils import ScorelabError
+from scorelab.config import SAMPLER_NAMES
 
 
 def _positive_int(text: str) -> int:
@@ -46,7 +47,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("sample", help="draw samples from a trained run")
     p.add_argument("run", help="a run folder written by `scorelab train`")
-    p.add_argument("--sampler", choices=("langevin", "annealed_langevin", "mala", "hmc"))
+    p.add_argument(
+        "--sampler",
+        choices=SAMPLER_NAMES,
+        help="Langevin family for noise-ladder runs, SDE family (reverse_sde, ancestral, "
+        "predictor_corrector, probability_flow) for [sde] runs; default: the config's",
+    )
     p.add_argument("-n", type=_positive_int, help="number of samples")
     p.add_argument("--seed", type=int, help="random seed (default: the run's seed + 1)")
     p.add_argument(
@@ -54,7 +60,8 @@ def build_parser() -> argparse.ArgumentParser:
         action="append",
         default=[],
         metavar="KEY=VALUE",
-        help="sampler setting, e.g. --set step_size=1e-4 --set init=data",
+        help="sampler setting, e.g. --set step_size=1e-4 --set init=data (Langevin) or "
+        "--set n_steps=1000 --set snr=0.1 (SDE)",
     )
 
     p = sub.add_parser("evaluate", help="measure a run's samples and score against the truth")
@@ -119,6 +126,13 @@ def _evaluate(args) -> int:
         print(f"{name}: MMD² {row['mmd']:.3g}  SW₂ {row['sliced_w2']:.3g}  NFE {row['nfe']}{extra}")
     if "fisher_divergence" in out:
         print(f"Fisher divergence of the model: {out['fisher_divergence']}")
+    ll = out.get("log_likelihood")
+    if ll:
+        exact = f" (exact: {ll['exact']:.4g})" if "exact" in ll else ""
+        print(
+            f"log-likelihood (PF-ODE, nats per point, {ll['points']}): "
+            f"{ll['model']:.4g}{exact}, NFE {ll['nfe']}"
+        )
     print(f"wrote {Path(args.run) / 'evaluation.json'}")
     return 0
 

@@ -3,6 +3,11 @@
 Only this module (and the CLI) reads config files; the library takes explicit arguments.
 Every error names the table and key and lists what is allowed, e.g.
     [train] unknown key 'stpes'; allowed: batch_size, checkpoint_every, ema_decay, ...
+
+Two kinds of run: a noise ladder ([noise]; a σ-conditional model, the Langevin family of
+samplers) and a score SDE ([sde]; a time-conditional model trained with sde_dsm, sampled by
+the reverse-SDE family).  An [sde] table switches a config to the second kind and fills in its
+defaults (objective sde_dsm, conditioning time, sampler predictor_corrector); see docs/cli.md.
 """
 
 from __future__ import annotations
@@ -17,8 +22,11 @@ from typing import Any, get_type_hints
 
 from scorelab._utils import ScorelabError
 
-SAMPLER_NAMES = ("langevin", "annealed_langevin", "mala", "hmc")
+LANGEVIN_SAMPLERS = ("langevin", "annealed_langevin", "mala", "hmc")
+SDE_SAMPLERS = ("reverse_sde", "ancestral", "predictor_corrector", "probability_flow")
+SAMPLER_NAMES = LANGEVIN_SAMPLERS + SDE_SAMPLERS
 INIT_NAMES = ("prior", "uniform", "data")
+SDE_DEFAULT_SAMPLER = "predictor_corrector"
 
 
 @dataclass
@@ -55,6 +63,18 @@ class NoiseConfig:
 
 
 @dataclass
+class SDEConfig:
+    """The forward SDE of a score-SDE run: a name in scorelab.sde.SDES and its parameters.
+
+    Unset parameters take the SDE class's defaults, except VE's sigma_max, which comes from
+    the data (max pairwise distance, Song & Ermon 2020 technique 1).
+    """
+
+    name: str = ""  # ve | vp | subvp | ou
+    params: dict = field(default_factory=dict)  # sigma_min, sigma_max, beta_min, beta_max, T, eps
+
+
+@dataclass
 class TrainConfig:
     steps: int = 2000
     batch_size: int = 256
@@ -84,9 +104,17 @@ class RunConfig:
     noise: NoiseConfig = field(default_factory=NoiseConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     sample: SampleConfig = field(default_factory=SampleConfig)
+    sde: SDEConfig | None = None  # set: a score-SDE run; [noise] does not apply
 
     def as_dict(self) -> dict:
-        return dataclasses.asdict(self)
+        """Plain data that parse_config reads back to an equal config (the table of the
+        other kind of run is left out: an SDE run has no [noise], a ladder run no [sde])."""
+        out = dataclasses.asdict(self)
+        if self.sde is None:
+            del out["sde"]
+        else:
+            del out["noise"]
+        return out
 
 
 _TABLES = {
@@ -96,9 +124,10 @@ _TABLES = {
     "noise": NoiseConfig,
     "train": TrainConfig,
     "sample": SampleConfig,
+    "sde": SDEConfig,
 }
 # tables whose unknown keys are builder parameters (checked against the builder's signature)
-_OPEN_TABLES = {"model", "objective", "sample"}
+_OPEN_TABLES = {"model", "objective", "sample", "sde"}
 
 
 def _type_ok(value: Any, hint: Any) -> bool:
@@ -146,9 +175,42 @@ def _build_table(cls, table: str, raw: Any) -> Any:
     return cls(**kwargs)
 
 
+def _sde_defaults(raw: dict) -> None:
+    """An [sde] table makes a score-SDE run: fill what the user left out, refuse [noise].
+
+    Defaults are filled here, not in validate, because only the raw tables tell a key the user
+    wrote from a dataclass default (e.g. the ladder run's objective "ncsn").
+    """
+    if raw.get("sde") is None:  # config.json of a ladder run written before [sde] existed
+        raw.pop("sde", None)
+        return
+    if "noise" in raw:
+        raise ScorelabError(
+            "[noise] is the σ ladder of noise-conditional runs; an SDE run takes its noise from "
+            "[sde] (remove [noise])"
+        )
+    for table, key, value in (
+        ("objective", "name", "sde_dsm"),
+        ("model", "conditioning", "time"),
+        ("sample", "sampler", SDE_DEFAULT_SAMPLER),
+    ):
+        node = raw.setdefault(table, {})
+        if isinstance(node, dict):
+            params = node.get("params") if isinstance(node.get("params"), dict) else {}
+            if key not in node and key not in params:
+                node[key] = value
+    model = raw["model"]
+    if isinstance(model, dict) and model.get("name", "score_mlp") == "score_mlp":
+        # continuous-time NCSNv2 scaling: output / s(t) (see models.MarginalStdScaled)
+        params = model.get("params") if isinstance(model.get("params"), dict) else {}
+        if "scale_by_sigma" not in model and "scale_by_sigma" not in params:
+            model["scale_by_sigma"] = True
+
+
 def parse_config(raw: dict) -> RunConfig:
     """A RunConfig from a parsed TOML dict; every name, type and range checked."""
     raw = {k: (dict(v) if isinstance(v, dict) else v) for k, v in raw.items()}
+    _sde_defaults(raw)
     top = {f.name for f in fields(RunConfig)} - set(_TABLES)
     kwargs: dict[str, Any] = {}
     for key, value in raw.items():
@@ -249,19 +311,27 @@ def validate(cfg: RunConfig) -> None:
     OBJECTIVES.get(cfg.objective.name)
     _check(cfg.objective.name != "esm", "[objective] esm needs a known score; use it from Python")
     _check(
-        cfg.objective.name != "sde_dsm",
-        "[objective] sde_dsm needs an SDE object, which configs cannot name yet; "
-        "use scorelab.objectives.SDEDSM from Python",
+        cfg.objective.name != "sde_dsm" or cfg.sde is not None,
+        "[objective] sde_dsm needs an SDE object: add an [sde] table with name = one of "
+        f"{', '.join(_sde_names())} (docs/cli.md, SDE runs)",
     )
     _check_params(
         "objective",
         OBJECTIVES.get(cfg.objective.name),
         cfg.objective.params,
-        reserved=("sigmas", "score_fn"),
+        reserved=("sigmas", "score_fn", "sde"),
     )
     cond = cfg.model.params.get("conditioning", "none")
-    if cfg.objective.name == "ncsn":
-        _check(cond == "sigma", "[model] conditioning must be 'sigma' for the ncsn objective")
+    if cfg.sde is not None:
+        validate_sde(cfg)
+    else:
+        _check(
+            cond != "time",
+            "[model] conditioning = 'time' is for score-SDE runs: add an [sde] table "
+            "(or use conditioning = 'sigma' with the ncsn objective)",
+        )
+        if cfg.objective.name == "ncsn":
+            _check(cond == "sigma", "[model] conditioning must be 'sigma' for the ncsn objective")
 
     n = cfg.noise
     for key in ("sigma_max", "step_size"):
@@ -297,33 +367,143 @@ def validate(cfg: RunConfig) -> None:
     )
     _check(t.log_every >= 1, f"[train] log_every must be >= 1, got {t.log_every}")
 
-    validate_sample(cfg.sample)
+    validate_sample(cfg.sample, sde=cfg.sde.name if cfg.sde is not None else None)
 
 
+# -- score-SDE runs ---------------------------------------------------------------------------
+def _sde_names() -> list[str]:
+    from scorelab.sde import SDES
+
+    return list(SDES)
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def sde_parameters(name: str, params: dict) -> dict[str, float | None]:
+    """Every parameter of SDE `name`: the config's value, else the class default; None for
+    VE's sigma_max, which the run takes from the data (pipeline.resolve_sde)."""
+    from scorelab.sde import SDES
+
+    sig = inspect.signature(SDES.get(name))
+    out: dict[str, float | None] = {}
+    for key, p in sig.parameters.items():
+        if key in params:
+            out[key] = float(params[key])
+        elif name == "ve" and key == "sigma_max":
+            out[key] = None
+        else:
+            out[key] = float(p.default)
+    return out
+
+
+def validate_sde(cfg: RunConfig) -> None:
+    """[sde]: a known name, its own numeric positive parameters, and what an SDE run needs
+    of [model], [objective] and [sample]."""
+    from scorelab.objectives import SDE_WEIGHTINGS
+    from scorelab.sde import SDES
+
+    sde = cfg.sde
+    assert sde is not None
+    _check(sde.name != "", f"[sde] needs name = one of {', '.join(_sde_names())}")
+    allowed = list(inspect.signature(SDES.get(sde.name)).parameters)
+    for key in sde.params:
+        _check(
+            key in allowed,
+            f"[sde] unknown key '{key}' for {sde.name}; allowed: {', '.join(sorted(allowed))}",
+        )
+    for key, value in sde.params.items():
+        _check(
+            _is_number(value) and math.isfinite(value) and value > 0,
+            f"[sde] {key} must be a positive number, got {value!r}",
+        )
+    v = sde_parameters(sde.name, sde.params)
+    _check(v["eps"] < v["T"], f"[sde] eps ({v['eps']}) must be smaller than T ({v['T']})")
+    for lo, hi in (("sigma_min", "sigma_max"), ("beta_min", "beta_max")):
+        if v.get(lo) is not None and v.get(hi) is not None:
+            _check(v[lo] < v[hi], f"[sde] {lo} ({v[lo]}) must be smaller than {hi} ({v[hi]})")
+
+    _check(
+        cfg.objective.name == "sde_dsm",
+        f"[objective] an SDE run ([sde] table) trains with sde_dsm, got '{cfg.objective.name}'",
+    )
+    weighting = cfg.objective.params.get("weighting", "sigma2")
+    _check(
+        weighting in SDE_WEIGHTINGS,
+        f"[objective] weighting must be one of {', '.join(SDE_WEIGHTINGS)}, got {weighting!r}",
+    )
+    if "eps" in cfg.objective.params:
+        eps = cfg.objective.params["eps"]
+        _check(
+            _is_number(eps) and 0 < eps < v["T"],
+            f"[objective] eps must be a number in (0, T = {v['T']}), got {eps!r}",
+        )
+    cond = cfg.model.params.get("conditioning", "none")
+    _check(
+        cond == "time",
+        f"[model] conditioning must be 'time' in an SDE run ([sde] table), got '{cond}'",
+    )
+    scale = cfg.model.params.get("scale_by_sigma", False)
+    _check(isinstance(scale, bool), f"[model] scale_by_sigma must be true or false, got {scale!r}")
+
+
+# -- [sample] ---------------------------------------------------------------------------------
 _SAMPLE_PARAMS = {
     "langevin": ("step_size", "n_steps", "time"),
     "annealed_langevin": ("step_size", "n_steps_each", "denoise"),
     "mala": ("step_size", "n_steps"),
     "hmc": ("step_size", "n_steps", "n_leapfrog"),
+    "reverse_sde": ("n_steps", "method", "denoise"),
+    "ancestral": ("n_steps", "denoise"),
+    "predictor_corrector": ("n_steps", "predictor", "n_corrector", "snr", "denoise"),
+    "probability_flow": ("n_steps", "method", "rtol", "atol", "denoise"),
+}
+# the string settings of the SDE samplers and their values (the samplers check them too)
+_CHOICES = {
+    ("reverse_sde", "method"): ("euler_maruyama", "exponential"),
+    ("probability_flow", "method"): ("euler", "heun", "adaptive"),
+    ("predictor_corrector", "predictor"): ("reverse_diffusion", "ancestral", "euler_maruyama"),
 }
 
 
-def parse_sample(raw: dict) -> SampleConfig:
-    """A validated SampleConfig from a [sample]-like dict (for `scorelab sample --set`)."""
+def parse_sample(raw: dict, *, sde: str | None = None) -> SampleConfig:
+    """A validated SampleConfig from a [sample]-like dict (for `scorelab sample --set`);
+    `sde` is the run's SDE name (None for a noise-ladder run)."""
     sc = _build_table(SampleConfig, "sample", dict(raw))
-    validate_sample(sc)
+    validate_sample(sc, sde=sde)
     return sc
 
 
-def validate_sample(s: SampleConfig) -> None:
+def validate_sample(s: SampleConfig, *, sde: str | None = None) -> None:
+    """Names, ranges and the sampler's fit to the run: the Langevin family samples σ ladders,
+    the SDE family a run with an [sde] table (`sde` is its name)."""
     _check(
         s.sampler in SAMPLER_NAMES,
         f"[sample] unknown sampler '{s.sampler}'; allowed: {', '.join(SAMPLER_NAMES)}",
     )
+    if sde is None:
+        _check(
+            s.sampler not in SDE_SAMPLERS,
+            f"[sample] {s.sampler} samples a score SDE: it needs a run trained with an [sde] "
+            f"table; this run's samplers: {', '.join(LANGEVIN_SAMPLERS)}",
+        )
+    else:
+        _check(
+            s.sampler in SDE_SAMPLERS,
+            f"[sample] {s.sampler} samples noise-conditional (σ) models; this run's model is "
+            f"time-conditional ([sde] {sde}): use one of {', '.join(SDE_SAMPLERS)}",
+        )
     _check(
         s.init in INIT_NAMES,
         f"[sample] init must be one of {', '.join(INIT_NAMES)}, got '{s.init}'",
     )
+    if sde is not None:
+        _check(
+            s.init == "prior",
+            f"[sample] init = '{s.init}' applies to the Langevin family; {s.sampler} starts "
+            "from the SDE's prior (init = 'prior')",
+        )
     _check(s.n >= 1, f"[sample] n must be >= 1, got {s.n}")
     allowed = _SAMPLE_PARAMS[s.sampler]
     for key, value in s.params.items():
@@ -331,7 +511,19 @@ def validate_sample(s: SampleConfig) -> None:
             key in allowed,
             f"[sample] unknown key '{key}' for {s.sampler}; allowed: {', '.join(allowed)}",
         )
-        if key in ("step_size", "time"):
+        if (s.sampler, key) in _CHOICES:
+            choices = _CHOICES[(s.sampler, key)]
+            _check(
+                value in choices,
+                f"[sample] {key} for {s.sampler} must be one of {', '.join(choices)}, "
+                f"got {value!r}",
+            )
+        elif key == "n_corrector":
+            _check(
+                isinstance(value, int) and not isinstance(value, bool) and value >= 0,
+                f"[sample] n_corrector must be an integer >= 0, got {value!r}",
+            )
+        elif key in ("step_size", "time", "snr", "rtol", "atol"):
             _check(
                 isinstance(value, (int, float))
                 and not isinstance(value, bool)
@@ -348,3 +540,9 @@ def validate_sample(s: SampleConfig) -> None:
             _check(
                 isinstance(value, bool), f"[sample] denoise must be true or false, got {value!r}"
             )
+    if s.sampler == "probability_flow" and s.params.get("method") == "adaptive":
+        _check(
+            "n_steps" not in s.params,
+            "[sample] probability_flow with method = 'adaptive' chooses its own steps: "
+            "remove n_steps",
+        )

@@ -3,7 +3,7 @@
 from scorelab.models.energy import EnergyScore
 from scorelab.models.mlp import CONDITIONING, EnergyMLP, FourierEmbedding, ScoreMLP
 from scorelab.models.ncsn import NCSN, InstanceNormPlus, ncsn
-from scorelab.models.wrap import model_log_prob_fn, model_score_fn
+from scorelab.models.wrap import MarginalStdScaled, model_log_prob_fn, model_score_fn
 from scorelab.registry import Registry
 
 MODELS: Registry = Registry("model")
@@ -37,6 +37,7 @@ def energy_mlp(
 __all__ = [
     "CONDITIONING",
     "MODELS",
+    "MarginalStdScaled",
     "EnergyMLP",
     "EnergyScore",
     "FourierEmbedding",

@@ -6,7 +6,8 @@ import torch
 from torch import Tensor, nn
 
 from scorelab._types import LogProbFn, ScoreFn
-from scorelab._utils import ScorelabError
+from scorelab._utils import ScorelabError, append_dims
+from scorelab.sde import SDE
 
 
 def model_score_fn(model: nn.Module) -> ScoreFn:
@@ -37,3 +38,26 @@ def model_log_prob_fn(model: nn.Module) -> LogProbFn:
             return model.log_prob(x)
 
     return log_prob_fn
+
+
+class MarginalStdScaled(nn.Module):
+    """s_θ(x, t) = net(x, t)/s(t), s(t) the SDE's marginal std: NCSNv2's output scaling
+    (Song & Ermon 2020, technique 3) in continuous time, as score_sde divides its continuous
+    models' outputs by the marginal std.  The network then learns −z, O(1) at every t, where
+    the score itself runs from O(1/s(eps)) to O(1/s(T)).  `[model] scale_by_sigma = true` in an
+    SDE run (the default for score_mlp)."""
+
+    def __init__(self, net: nn.Module, sde: SDE) -> None:
+        super().__init__()
+        self.net = net
+        self.sde = sde
+
+    @property
+    def conditioning(self) -> str:
+        return "time"
+
+    def forward(self, x: Tensor, t: Tensor | None = None) -> Tensor:
+        if t is None:
+            raise ScorelabError("this model is time-conditional: pass a time")
+        _, std = self.sde.marginal(t)
+        return self.net(x, t) / append_dims(std.to(x.dtype), x.ndim)
