@@ -21,6 +21,16 @@ def _positive_int(text: str) -> int:
     return v
 
 
+def _add_device(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--device",
+        choices=("auto", "cpu", "cuda"),
+        default="auto",
+        help="where the model runs (default auto: cuda if torch sees a GPU, else cpu); "
+        "checkpoints and samples are device-independent",
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="scorelab",
@@ -44,6 +54,7 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="KEY=VALUE",
         help="override a config value, e.g. --set train.steps=500 (repeatable)",
     )
+    _add_device(p)
 
     p = sub.add_parser("sample", help="draw samples from a trained run")
     p.add_argument("run", help="a run folder written by `scorelab train`")
@@ -63,9 +74,30 @@ def build_parser() -> argparse.ArgumentParser:
         help="sampler setting, e.g. --set step_size=1e-4 --set init=data (Langevin) or "
         "--set n_steps=1000 --set snr=0.1 (SDE)",
     )
+    _add_device(p)
 
-    p = sub.add_parser("evaluate", help="measure a run's samples and score against the truth")
+    p = sub.add_parser(
+        "evaluate",
+        help="measure a run's samples and score against the truth (image runs: digits-FD)",
+    )
     p.add_argument("run")
+    _add_device(p)
+
+    p = sub.add_parser(
+        "classifier",
+        help="train (once, cached) the digits classifier that measures an image run's samples",
+        description="Trains the small CNN of scorelab.classifier on an image run's training "
+        "images (or, without RUN, on the default digits split), caches it in RUN/classifier/ "
+        "(OUT/classifier-digits/), and prints its held-out accuracy and the FD floor.",
+    )
+    p.add_argument("run", nargs="?", help="an image run folder (default: the digits split)")
+    p.add_argument(
+        "--steps",
+        type=_positive_int,
+        help="training steps (default: those of the cached classifier, else 600)",
+    )
+    p.add_argument("--seed", type=int, help="seed (default: the cached classifier's, else 0)")
+    p.add_argument("--out", default="runs", help="cache folder parent without RUN (default: runs)")
 
     p = sub.add_parser("report", help="write RUN/report.html, one self-contained page")
     p.add_argument("run")
@@ -98,27 +130,70 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _train(args) -> int:
     from scorelab.config import load_config
-    from scorelab.pipeline import train
+    from scorelab.pipeline import resolve_device, train
 
+    device = resolve_device(args.device)
     cfg = load_config(args.config, args.set)
-    run_dir = train(cfg, Path(args.config).read_text())
+    run_dir = train(cfg, Path(args.config).read_text(), device=device)
     print(f"trained: {run_dir}")
     print(f"next: scorelab sample {run_dir}")
     return 0
 
 
 def _sample(args) -> int:
-    from scorelab.pipeline import sample
+    from scorelab.pipeline import grid_path, resolve_device, sample
 
-    path = sample(args.run, sampler=args.sampler, n=args.n, overrides=args.set, seed=args.seed)
+    device = resolve_device(args.device)
+    path = sample(
+        args.run, sampler=args.sampler, n=args.n, overrides=args.set, seed=args.seed, device=device
+    )
     print(f"wrote {path}")
+    if grid_path(path).is_file():
+        print(f"wrote {grid_path(path)}")
     return 0
 
 
-def _evaluate(args) -> int:
-    from scorelab.pipeline import evaluate
+def _classifier(args) -> int:
+    from scorelab.pipeline import run_classifier
 
-    out = evaluate(args.run)
+    _, record, folder, cached = run_classifier(
+        args.run, out=args.out, steps=args.steps, seed=args.seed
+    )
+    how = "cached" if cached else f"trained in {record['seconds']:.1f} s"
+    print(f"classifier: {folder} ({how}; {record['steps']} steps, seed {record['seed']})")
+    print(
+        f"held-out accuracy: {record['accuracy']:.4f} on {record['n_test']} images "
+        f"(train accuracy {record['train_accuracy']:.4f} on {record['n_train']})"
+    )
+    print(f"FD floor (held-out vs train images): {record['fd_floor']:.4g}")
+    return 0
+
+
+def _print_image_evaluation(out: dict) -> None:
+    c = out["classifier"]
+    print(
+        f"reference: {out['reference']}; classifier accuracy {c['accuracy']:.4f}, "
+        f"FD floor {c['fd_floor']:.4g} ({'cached' if c['cached'] else 'trained now'})"
+    )
+    for name, r in out["samples"].items():
+        ratio = "—" if r["fd_ratio"] is None else f"{r['fd_ratio']:.3g}"
+        print(
+            f"{name}: n {r['n_samples']}  fd {r['fd']:.4g}  fd_floor_matched "
+            f"{r['fd_floor_matched']:.4g}  fd_ratio {ratio}  classes_present "
+            f"{r['classes_present']:.2f}  label_entropy {r['label_entropy']:.4f}/"
+            f"{r['max_entropy']:.4f}  mean_confidence {r['mean_confidence']:.3f}  "
+            f"memorised_fraction {r['memorised_fraction']:.4f}  NFE {r['nfe']}"
+        )
+
+
+def _evaluate(args) -> int:
+    from scorelab.pipeline import evaluate, resolve_device
+
+    out = evaluate(args.run, device=resolve_device(args.device))
+    if "classifier" in out:
+        _print_image_evaluation(out)
+        print(f"wrote {Path(args.run) / 'evaluation.json'}")
+        return 0
     print(f"reference: {out['reference']}")
     for name, row in out["samples"].items():
         w = row.get("weights")
@@ -182,6 +257,7 @@ _COMMANDS = {
     "train": _train,
     "sample": _sample,
     "evaluate": _evaluate,
+    "classifier": _classifier,
     "report": _report,
     "experiment": _experiment,
     "demo": _demo,

@@ -8,6 +8,11 @@ Two kinds of run: a noise ladder ([noise]; a σ-conditional model, the Langevin 
 samplers) and a score SDE ([sde]; a time-conditional model trained with sde_dsm, sampled by
 the reverse-SDE family).  An [sde] table switches a config to the second kind and fills in its
 defaults (objective sde_dsm, conditioning time, sampler predictor_corrector); see docs/cli.md.
+
+Data are points (a named target or a user (N, d) file) or images (`[data] images`: the embedded
+digits, a .npz, a PNG folder or an IDX file; scorelab.images).  Image runs train on flat rows
+(N, C·H·W), default to `init = "uniform"` (U(0, 1), as NCSN) and are measured by the digits
+classifier (docs/cli.md, Image runs).  The `ncsn` model takes its conditioning from its variant.
 """
 
 from __future__ import annotations
@@ -27,16 +32,34 @@ SDE_SAMPLERS = ("reverse_sde", "ancestral", "predictor_corrector", "probability_
 SAMPLER_NAMES = LANGEVIN_SAMPLERS + SDE_SAMPLERS
 INIT_NAMES = ("prior", "uniform", "data")
 SDE_DEFAULT_SAMPLER = "predictor_corrector"
+IMAGE_SPLITS = ("train", "all")
+# objectives that hand the model a noise level σ (what a σ-conditional ncsn network needs)
+SIGMA_OBJECTIVES = ("ncsn", "dsm")
 
 
 @dataclass
 class DataConfig:
-    """Where training data comes from: a built-in target by name, or a user file."""
+    """Where training data comes from: a built-in target by name, a user file of points, or
+    images (exactly one of target, path, images)."""
 
     target: str | None = None  # a name in scorelab.distributions.TARGETS
     path: str | None = None  # .npy / .npz / .csv of shape (N, d)
     n: int = 5000  # samples drawn from a target
     params: dict = field(default_factory=dict)  # keyword arguments of the target's builder
+    # images: "digits", a .npz, a folder of PNGs or an IDX file (scorelab.images.load_images)
+    images: str | None = None
+    # train: the seeded (stratified) train part, the rest held out; all: the whole source
+    # (default: train, or all when test_images is given)
+    split: str | None = None
+    test_fraction: float = 0.2  # held-out fraction of the split
+    split_seed: int = 0  # the split's seed (not the run's: the held-out set stays put)
+    test_images: str | None = None  # a separate held-out file, taken whole (e.g. MNIST t10k)
+
+    def image_split(self) -> str:
+        """The split the training images come from (the default depends on test_images)."""
+        if self.split is not None:
+            return self.split
+        return "all" if self.test_images is not None else "train"
 
 
 @dataclass
@@ -189,28 +212,42 @@ def _sde_defaults(raw: dict) -> None:
             "[noise] is the σ ladder of noise-conditional runs; an SDE run takes its noise from "
             "[sde] (remove [noise])"
         )
+    model = raw.setdefault("model", {})
+    is_ncsn = isinstance(model, dict) and model.get("name") == "ncsn"
     for table, key, value in (
         ("objective", "name", "sde_dsm"),
-        ("model", "conditioning", "time"),
+        # the ncsn network's conditioning is its variant: "time" is the time-conditional one
+        ("model", "variant" if is_ncsn else "conditioning", "time"),
         ("sample", "sampler", SDE_DEFAULT_SAMPLER),
     ):
-        node = raw.setdefault(table, {})
-        if isinstance(node, dict):
-            params = node.get("params") if isinstance(node.get("params"), dict) else {}
-            if key not in node and key not in params:
-                node[key] = value
-    model = raw["model"]
-    if isinstance(model, dict) and model.get("name", "score_mlp") == "score_mlp":
+        _set_default(raw, table, key, value)
+    if isinstance(model, dict) and model.get("name", "score_mlp") in ("score_mlp", "ncsn"):
         # continuous-time NCSNv2 scaling: output / s(t) (see models.MarginalStdScaled)
-        params = model.get("params") if isinstance(model.get("params"), dict) else {}
-        if "scale_by_sigma" not in model and "scale_by_sigma" not in params:
-            model["scale_by_sigma"] = True
+        _set_default(raw, "model", "scale_by_sigma", True)
+
+
+def _set_default(raw: dict, table: str, key: str, value: Any) -> None:
+    """raw[table][key] = value unless the user set it (directly or under params)."""
+    node = raw.setdefault(table, {})
+    if isinstance(node, dict):
+        params = node.get("params") if isinstance(node.get("params"), dict) else {}
+        if key not in node and key not in params:
+            node[key] = value
+
+
+def _image_defaults(raw: dict) -> None:
+    """An image run on a σ ladder starts annealed Langevin from U(0, 1)^D, as NCSN does
+    (init = "uniform": the data box of images in [0, 1]), unless [sample] init says otherwise."""
+    data = raw.get("data")
+    if isinstance(data, dict) and data.get("images") is not None and raw.get("sde") is None:
+        _set_default(raw, "sample", "init", "uniform")
 
 
 def parse_config(raw: dict) -> RunConfig:
     """A RunConfig from a parsed TOML dict; every name, type and range checked."""
     raw = {k: (dict(v) if isinstance(v, dict) else v) for k, v in raw.items()}
     _sde_defaults(raw)
+    _image_defaults(raw)
     top = {f.name for f in fields(RunConfig)} - set(_TABLES)
     kwargs: dict[str, Any] = {}
     for key, value in raw.items():
@@ -288,26 +325,10 @@ def _check_params(table: str, builder, params: dict, reserved: tuple[str, ...] =
 
 def validate(cfg: RunConfig) -> None:
     """Names against the registries, ranges, and combinations — before any work starts."""
-    from scorelab.distributions import TARGETS
-    from scorelab.models import MODELS
     from scorelab.objectives import OBJECTIVES
 
-    d = cfg.data
-    _check((d.target is None) != (d.path is None), "[data] give exactly one of target or path")
-    if d.target is not None:
-        TARGETS.get(d.target)
-        _check_params("data.params", TARGETS.get(d.target), d.params)
-    else:
-        _check(not d.params, "[data] params only apply to a target")
-        suffix = Path(d.path).suffix.lower()
-        _check(
-            suffix in (".npy", ".npz", ".csv"),
-            f"[data] path must be .npy, .npz or .csv, got '{d.path}'",
-        )
-    _check(d.n >= 1, f"[data] n must be >= 1, got {d.n}")
-
-    MODELS.get(cfg.model.name)
-    _check_params("model", MODELS.get(cfg.model.name), cfg.model.params, reserved=("dim",))
+    validate_data(cfg.data)
+    validate_model(cfg)
     OBJECTIVES.get(cfg.objective.name)
     _check(cfg.objective.name != "esm", "[objective] esm needs a known score; use it from Python")
     _check(
@@ -321,10 +342,21 @@ def validate(cfg: RunConfig) -> None:
         cfg.objective.params,
         reserved=("sigmas", "score_fn", "sde"),
     )
-    cond = cfg.model.params.get("conditioning", "none")
+    cond = model_conditioning(cfg.model)
     if cfg.sde is not None:
         validate_sde(cfg)
     else:
+        if cfg.model.name == "ncsn":
+            _check(
+                cond != "time",
+                "[model] variant = 'time' is the time-conditional ncsn for score-SDE runs: add "
+                "an [sde] table (or use variant = 'ncsn' / 'ncsnv2' with the ncsn objective)",
+            )
+            _check(
+                cfg.objective.name in SIGMA_OBJECTIVES,
+                f"[objective] the ncsn model is σ-conditional: train it with one of "
+                f"{', '.join(SIGMA_OBJECTIVES)}, got '{cfg.objective.name}'",
+            )
         _check(
             cond != "time",
             "[model] conditioning = 'time' is for score-SDE runs: add an [sde] table "
@@ -368,6 +400,111 @@ def validate(cfg: RunConfig) -> None:
     _check(t.log_every >= 1, f"[train] log_every must be >= 1, got {t.log_every}")
 
     validate_sample(cfg.sample, sde=cfg.sde.name if cfg.sde is not None else None)
+
+
+def validate_data(d: DataConfig) -> None:
+    """[data]: one source (target, path or images) and the keys that belong to it."""
+    from scorelab.distributions import TARGETS
+
+    given = [k for k in ("target", "path", "images") if getattr(d, k) is not None]
+    _check(
+        len(given) == 1,
+        "[data] give exactly one of target or path (points) or images"
+        + (f"; got {', '.join(given)}" if given else ""),
+    )
+    if d.target is not None:
+        TARGETS.get(d.target)
+        _check_params("data.params", TARGETS.get(d.target), d.params)
+    elif d.path is not None:
+        _check(not d.params, "[data] params only apply to a target")
+        suffix = Path(d.path).suffix.lower()
+        _check(
+            suffix in (".npy", ".npz", ".csv"),
+            f"[data] path must be .npy, .npz or .csv, got '{d.path}'",
+        )
+    else:
+        _check(not d.params, "[data] params only apply to a target")
+        _check(
+            isinstance(d.images, str) and d.images.strip() != "",
+            "[data] images must be 'digits' or the path of a .npz, a folder of PNGs or an IDX file",
+        )
+        _check(
+            d.split is None or d.split in IMAGE_SPLITS,
+            f"[data] split must be one of {', '.join(IMAGE_SPLITS)}, got {d.split!r}",
+        )
+        _check(
+            math.isfinite(d.test_fraction) and 0 < d.test_fraction < 1,
+            f"[data] test_fraction must lie in (0, 1), got {d.test_fraction}",
+        )
+        _check(
+            d.test_images is None or d.test_images.strip() != "",
+            "[data] test_images must be a path",
+        )
+    if d.images is None:
+        for key, default in (("split", None), ("test_images", None)):
+            _check(
+                getattr(d, key) == default,
+                f"[data] {key} applies to image data only ([data] images = ...)",
+            )
+        for key, default in (("test_fraction", 0.2), ("split_seed", 0)):
+            _check(
+                getattr(d, key) == default,
+                f"[data] {key} applies to image data only ([data] images = ...)",
+            )
+    _check(d.n >= 1, f"[data] n must be >= 1, got {d.n}")
+
+
+def model_conditioning(model: ModelConfig) -> str:
+    """none | sigma | time: the [model] conditioning key, or for `ncsn` its variant's
+    (ncsn, ncsnv2 → sigma; time → time)."""
+    if model.name == "ncsn":
+        return "time" if model.params.get("variant", "ncsn") == "time" else "sigma"
+    return model.params.get("conditioning", "none")
+
+
+def validate_model(cfg: RunConfig) -> None:
+    """[model]: a registered name whose builder takes every key given.
+
+    `dim` (and for ncsn `sigmas`, the run's σ ladder) are filled in by the run; `ncsn` gets
+    its channels and image size from image data, and in an SDE run it also takes
+    scale_by_sigma (output / s(t), models.MarginalStdScaled), applied by the pipeline.
+    """
+    from scorelab.models import MODELS
+
+    m = cfg.model
+    MODELS.get(m.name)
+    if m.name != "ncsn":
+        _check_params("model", MODELS.get(m.name), m.params, reserved=("dim",))
+        return
+    from scorelab.models.ncsn import VARIANTS
+
+    _check(
+        "conditioning" not in m.params,
+        "[model] ncsn takes no conditioning key: its variant sets it (variant = 'ncsn' or "
+        "'ncsnv2': σ-conditional; 'time': time-conditional, for [sde] runs)",
+    )
+    params = {
+        k: v for k, v in m.params.items() if not (cfg.sde is not None and k == "scale_by_sigma")
+    }
+    _check_params("model", MODELS.get(m.name), params, reserved=("dim", "sigmas"))
+    variant = m.params.get("variant", "ncsn")
+    _check(
+        variant in VARIANTS,
+        f"[model] variant must be one of {', '.join(VARIANTS)}, got {variant!r}",
+    )
+    for key, low in (("n_features", 2), ("channels", 1), ("image_size", 2), ("embed_dim", 1)):
+        if key in m.params:
+            v = m.params[key]
+            _check(
+                isinstance(v, int) and not isinstance(v, bool) and v >= low,
+                f"[model] {key} must be an integer >= {low}, got {v!r}",
+            )
+    if "fourier_scale" in m.params:
+        v = m.params["fourier_scale"]
+        _check(
+            _is_number(v) and math.isfinite(v) and v > 0,
+            f"[model] fourier_scale must be a positive number, got {v!r}",
+        )
 
 
 # -- score-SDE runs ---------------------------------------------------------------------------
@@ -439,7 +576,14 @@ def validate_sde(cfg: RunConfig) -> None:
             _is_number(eps) and 0 < eps < v["T"],
             f"[objective] eps must be a number in (0, T = {v['T']}), got {eps!r}",
         )
-    cond = cfg.model.params.get("conditioning", "none")
+    if cfg.model.name == "ncsn":
+        variant = cfg.model.params.get("variant", "time")
+        _check(
+            variant == "time",
+            f"[model] an SDE run ([sde] table) needs the time-conditional ncsn: variant = "
+            f"'time', got {variant!r}",
+        )
+    cond = model_conditioning(cfg.model)
     _check(
         cond == "time",
         f"[model] conditioning must be 'time' in an SDE run ([sde] table), got '{cond}'",

@@ -1,4 +1,5 @@
-"""Datasets: built-in targets by name, and user arrays (.npy / .npz / .csv of shape (N, d)).
+"""Datasets: built-in targets by name, user arrays (.npy / .npz / .csv of shape (N, d)), and
+images with a held-out split (`load_image_data`, over scorelab.images).
 
 Nothing is downloaded: targets are sampled, user files are read from disk.
 """
@@ -96,3 +97,31 @@ def load_training_data(data_cfg, seed: int):
         g = make_generator(seed)
         return target.sample(data_cfg.n, generator=g).float(), target
     return load_array(data_cfg.path), None
+
+
+def load_image_data(data_cfg):
+    """(train, held-out or None) ImageData of an image config (`[data] images = ...`).
+
+    Without test_images the source is split by `images.split_images` (seeded with
+    split_seed, stratified by label): split = "train" trains on the train part and holds out
+    the rest; split = "all" trains on everything and holds nothing out.  With test_images,
+    that file (taken whole) is the held-out set; it must hold images of the training shape.
+    """
+    from scorelab.images import load_images
+
+    split = data_cfg.image_split()
+    kw = {"test_fraction": data_cfg.test_fraction, "seed": data_cfg.split_seed}
+    train = load_images(data_cfg.images, split=split, **kw)
+    if data_cfg.test_images is not None:
+        test = load_images(data_cfg.test_images, split="all")
+    elif split == "train":
+        test = load_images(data_cfg.images, split="test", **kw)
+    else:
+        test = None
+    if test is not None and test.shape != train.shape:
+        c, h, w = train.shape
+        raise ScorelabError(
+            f"{test.source}: held-out images have shape {'×'.join(map(str, test.shape))}, the "
+            f"training images {c}×{h}×{w}"
+        )
+    return train, test
