@@ -59,3 +59,16 @@ def as_sigma(sigma: float | Tensor | None, x: Tensor) -> Tensor | None:
             f"sigma must be a scalar or shape ({x.shape[0]},), got {tuple(s.shape)}"
         )
     return s
+
+
+def as_image_batch(x: Tensor, shape: tuple[int, int, int], who: str) -> Tensor:
+    """x as (N, C, H, W): images pass through, flat rows (N, C·H·W) are reshaped, else an error."""
+    c, h, w = shape
+    if x.ndim == 4 and tuple(x.shape[1:]) == tuple(shape):
+        return x
+    if x.ndim == 2 and x.shape[1] == c * h * w:
+        return x.reshape(-1, c, h, w)
+    raise ScorelabError(
+        f"{who} expects images of shape (N, {c}, {h}, {w}) or flat (N, {c * h * w}), "
+        f"got {tuple(x.shape)}"
+    )

@@ -12,7 +12,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from scorelab._utils import ScorelabError
+from scorelab._utils import ScorelabError, as_image_batch
 
 
 class EnergyScore(nn.Module):
@@ -114,19 +114,8 @@ class EnergyConvNet(nn.Module):
     def conditioning(self) -> str:
         return "none"
 
-    def _check(self, x: Tensor) -> Tensor:
-        c, h, w = self.shape
-        if x.ndim == 4 and tuple(x.shape[1:]) == self.shape:
-            return x
-        if x.ndim == 2 and x.shape[1] == c * h * w:
-            return x.reshape(-1, c, h, w)
-        raise ScorelabError(
-            f"EnergyConvNet expects images of shape (N, {c}, {h}, {w}) or flat (N, {c * h * w}),"
-            f" got {tuple(x.shape)}"
-        )
-
     def forward(self, x: Tensor, sigma: Tensor | None = None) -> Tensor:
-        h = self._check(x)
+        h = as_image_batch(x, self.shape, "EnergyConvNet")
         for conv in self.convs:
             h = F.silu(conv(h))
         return self.head(h.mean((2, 3))).squeeze(-1)

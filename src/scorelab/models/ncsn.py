@@ -21,7 +21,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from scorelab._utils import ScorelabError, append_dims, as_sigma
+from scorelab._utils import ScorelabError, append_dims, as_image_batch, as_sigma
 from scorelab.models.mlp import FourierEmbedding
 
 VARIANTS = ("ncsn", "ncsnv2", "time")
@@ -171,19 +171,8 @@ class NCSN(nn.Module):
             f"2 resolutions, ELU, {norm}: {n:,} parameters"
         )
 
-    def _check(self, x: Tensor) -> Tensor:
-        c, h, w = self.shape
-        if x.ndim == 4 and tuple(x.shape[1:]) == self.shape:
-            return x
-        if x.ndim == 2 and x.shape[1] == c * h * w:
-            return x.reshape(-1, c, h, w)
-        raise ScorelabError(
-            f"NCSN expects images of shape (N, {c}, {h}, {w}) or flat (N, {c * h * w}), "
-            f"got {tuple(x.shape)}"
-        )
-
     def forward(self, x: Tensor, sigma: Tensor | float | None = None) -> Tensor:
-        h = self._check(x)
+        h = as_image_batch(x, self.shape, "NCSN")
         if sigma is None:
             raise ScorelabError(
                 f"NCSN is {self.conditioning}-conditional: pass a {self.conditioning}"
