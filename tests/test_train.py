@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import json
 import math
 import os
@@ -493,3 +494,67 @@ def test_batch_transform_sees_each_batch_and_resumes_exactly(tmp_path):
     )  # fmt: skip
     assert resumed.losses == full.losses[6:]
     assert_same_weights(resumed.model, full.model)
+
+
+# ---------------------------------------------------------------- equal to the plain loop
+
+
+def test_fit_equals_a_hand_written_loop_bit_for_bit():
+    """fit's fast paths (multi-tensor Adam, fused EMA and gradient check) change no bits.
+
+    The reference is the plain per-tensor PyTorch loop fit used to be: torch.optim.Adam with
+    foreach=False, e ← decay·e + (1 − decay)·θ one tensor at a time, the same draws in the same
+    order. benchmarks/train_step.py times the two.
+    """
+    data, decay, lr = gaussian_data(), 0.9, 3e-3
+    torch.manual_seed(0)
+    init = ScoreMLP(2, hidden=16, depth=2, conditioning="sigma")
+    from scorelab.objectives import NCSN
+
+    objective = NCSN([2.0, 0.5, 0.1])
+    model, ref = copy.deepcopy(init), copy.deepcopy(init)
+    result = fit(model, objective, data, steps=25, batch_size=32, lr=lr, ema_decay=decay, seed=4)
+
+    ema = copy.deepcopy(ref).requires_grad_(False)
+    opt = torch.optim.Adam(ref.parameters(), lr=lr, foreach=False)
+    g = torch.Generator().manual_seed(4)
+    losses = []
+    for _ in range(25):
+        loss = objective(ref, data[torch.randint(0, len(data), (32,), generator=g)], generator=g)
+        loss = loss.mean()
+        losses.append(float(loss.detach()))
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        with torch.no_grad():
+            for e, p in zip(ema.parameters(), ref.parameters(), strict=True):
+                e.mul_(decay).add_(p, alpha=1 - decay)
+    assert result.losses == losses
+    assert_same_weights(result.model, ref)
+    assert_same_weights(result.ema, ema)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64, torch.bfloat16])
+def test_gradient_check_flags_inf_and_nan_and_leaves_gradients_alone(dtype):
+    from scorelab.train import _GradCheck
+
+    params = [torch.nn.Parameter(torch.zeros(4, 3, dtype=dtype)) for _ in range(2)]
+    params.append(torch.nn.Parameter(torch.zeros(5, dtype=dtype)))  # no gradient: ignored
+    for p in params[:2]:
+        p.grad = torch.randn(p.shape, generator=torch.Generator().manual_seed(1)).to(dtype)
+    params[0].grad[0, 0] = -0.0
+    params[0].grad[0, 1] = torch.finfo(dtype).tiny / 4  # subnormal
+    params[0].grad[0, 2] = torch.finfo(dtype).max
+    before = [p.grad.clone() for p in params[:2]]
+    for fused in (True, False):
+        check = _GradCheck()
+        check.fused = fused
+        assert check(params)
+        for b, p in zip(before, params[:2], strict=True):  # the same bits, -0.0 included
+            assert torch.equal(b.view(torch.int8), p.grad.view(torch.int8))
+        for bad in (math.inf, -math.inf, math.nan):
+            params[1].grad[2, 1] = bad
+            assert not check(params)
+            params[1].grad[2, 1] = before[1][2, 1]
+            assert check(params)
+    assert _GradCheck()([torch.nn.Parameter(torch.zeros(2))])  # no gradients at all

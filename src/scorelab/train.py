@@ -120,17 +120,69 @@ def _check_args(
             raise ScorelabError(f"config must be JSON-serialisable: {e}") from e
 
 
-@torch.no_grad()
-def _update_ema(ema: nn.Module, model: nn.Module, decay: float) -> None:
-    for e, p in zip(ema.parameters(), model.parameters(), strict=True):
-        e.mul_(decay).add_(p.detach(), alpha=1 - decay)
-    for e, b in zip(ema.buffers(), model.buffers(), strict=True):
-        e.copy_(b)
+class _EMA:
+    """ema ← decay·ema + (1 − decay)·θ for every parameter, buffers copied: a few fused calls.
+
+    The parameter lists are taken once: module.parameters() walks the module tree on every
+    call, about half the old per-tensor update's cost. The multi-tensor (`_foreach_*`) ops round
+    exactly as the per-tensor ``e.mul_(decay).add_(p, alpha=1 − decay)`` (tests/test_train.py).
+    """
+
+    def __init__(self, ema: nn.Module, model: nn.Module, decay: float) -> None:
+        self.decay = decay
+        self.ema_params = list(ema.parameters())
+        self.params = [p.detach() for p in model.parameters()]
+        self.ema_buffers = list(ema.buffers())
+        self.buffers = list(model.buffers())
+
+    @torch.no_grad()
+    def update(self) -> None:
+        torch._foreach_mul_(self.ema_params, self.decay)
+        torch._foreach_add_(self.ema_params, self.params, alpha=1 - self.decay)
+        if self.buffers:
+            torch._foreach_copy_(self.ema_buffers, self.buffers)
 
 
-def _grads_finite(params: list[Tensor]) -> bool:
-    grads = [p.grad for p in params if p.grad is not None]
-    return not grads or bool(torch.stack([torch.isfinite(g).all() for g in grads]).all())
+class _GradCheck:
+    """Whether every gradient is finite, in one fused call per (device, dtype) group.
+
+    Per-tensor ``isfinite(g).all()`` costs two small ops per parameter: ~290 µs for the 14
+    tensors of a ScoreMLP(2, 128, 3), ~10 % of its training step on one CPU thread, against
+    ~20 µs fused. ``_amp_foreach_non_finite_check_and_unscale_`` (GradScaler's check) with an
+    inverse scale of exactly 1 leaves the gradients' bits unchanged and sets a flag if any entry
+    is inf or NaN; where a backend lacks it, the per-tensor check is used.
+    """
+
+    def __init__(self) -> None:
+        self.fused = True
+        self.ones: dict[torch.device, Tensor] = {}  # the inverse scale, 1.0, per device
+
+    def __call__(self, params: list[Tensor]) -> bool:
+        grads = [p.grad for p in params if p.grad is not None]
+        if not grads:
+            return True
+        if self.fused:
+            try:
+                return self._fused(grads)
+            except (RuntimeError, NotImplementedError):
+                self.fused = False
+        return bool(torch.stack([torch.isfinite(g).all() for g in grads]).all())
+
+    @torch.no_grad()
+    def _fused(self, grads: list[Tensor]) -> bool:
+        groups: dict[tuple[torch.device, torch.dtype], list[Tensor]] = {}
+        for g in grads:
+            if g.is_sparse:
+                raise NotImplementedError("sparse gradients")
+            groups.setdefault((g.device, g.dtype), []).append(g)
+        found: dict[torch.device, Tensor] = {}
+        for (dev, _), gs in groups.items():
+            if dev not in found:
+                found[dev] = torch.zeros(1, device=dev)
+            if dev not in self.ones:
+                self.ones[dev] = torch.ones(1, device=dev)
+            torch._amp_foreach_non_finite_check_and_unscale_(gs, found[dev], self.ones[dev])
+        return not any(bool(f.item()) for f in found.values())
 
 
 def _truncate_metrics(path: Path, step: int) -> None:
@@ -201,12 +253,15 @@ def fit(
     # the whole data set lives next to the model: one gather per step, no host transfer
     data = data.to(device=device, dtype=dtype)
     g = make_generator(seed, device)
-    optimizer = torch.optim.Adam(params, lr=lr)
+    # foreach: on CPU torch defaults to the per-tensor loop, a dozen small ops per parameter
+    # every step; the multi-tensor form does the same arithmetic with the same rounding
+    optimizer = torch.optim.Adam(params, lr=lr, foreach=True)
     ema = None
     if ema_decay is not None:
         ema = copy.deepcopy(model).requires_grad_(False)
         for p in ema.parameters():
             p.grad = None
+    grads_finite = _GradCheck()
 
     start, seconds_before, acc_sum, acc_count = 0, 0.0, 0.0, 0
     run_path = Path(run_dir) if run_dir is not None else None
@@ -243,6 +298,7 @@ def fit(
             optimizer.load_state_dict(optimizer_state_dict(state, record["optimizer"]))
             for group in optimizer.param_groups:
                 group["lr"] = lr  # the caller's lr wins: lowering it after a divergence is the fix
+                group["foreach"] = True  # older checkpoints saved None (same arithmetic)
             seconds_before = record["seconds"]
             acc_sum, acc_count = record["metrics_accumulator"]
         run_path.mkdir(parents=True, exist_ok=True)
@@ -259,6 +315,7 @@ def fit(
     losses: list[float] = []
     skipped: list[int] = []
     n = data.shape[0]
+    ema_update = _EMA(ema, model, ema_decay).update if ema is not None else None
     t0 = time.perf_counter()
     model.train()
     metrics = open(run_path / METRICS_FILE, "a") if run_path is not None else None  # noqa: SIM115
@@ -280,7 +337,7 @@ def fit(
             ok = math.isfinite(value)
             if ok:
                 loss.backward()
-                ok = _grads_finite(params)
+                ok = grads_finite(params)
             if not ok:
                 what = "loss" if not math.isfinite(value) else "gradient"
                 if not skip_nonfinite:
@@ -300,8 +357,8 @@ def fit(
                 if grad_clip is not None:
                     torch.nn.utils.clip_grad_norm_(params, grad_clip)
                 optimizer.step()
-                if ema is not None:
-                    _update_ema(ema, model, ema_decay)
+                if ema_update is not None:
+                    ema_update()
                 acc_sum += value
                 acc_count += 1
             losses.append(value)
