@@ -3,16 +3,22 @@
 A sampler step should be a handful of batched tensor ops around one score evaluation
 (DESIGN.md, performance habits).  For each sampler we time (a) the sampler and (b) a bare loop
 that makes the same number of score calls on the same batch, interleaved, `--repeats` times,
-and report medians and the ratio (a)/(b).  Two score functions: a small MLP (what a learned
-score costs) and the exact Gaussian-mixture score.
+and report medians and the ratio (a)/(b): the median over repeats of the ratio within a repeat,
+by the wall clock and by this thread's CPU clock (which does not count the time other jobs on
+a shared machine keep us off the CPU).  Two score functions: a small MLP (what a learned score
+costs) and the exact Gaussian-mixture score.
 
-    .venv/bin/python benchmarks/sampler_overhead.py            # writes a markdown table to stdout
+    OMP_NUM_THREADS=1 .venv/bin/python benchmarks/sampler_overhead.py   # markdown to stdout
+    OMP_NUM_THREADS=1 .venv/bin/python benchmarks/sampler_overhead.py --quick   # ~10 s
 """
 
 from __future__ import annotations
 
 import argparse
+import datetime
+import os
 import platform
+import resource
 import statistics
 import time
 
@@ -100,7 +106,7 @@ def cases_for(sf, lp, x0, n_steps, g, with_mh: bool) -> dict:
     return cases
 
 
-def run(n_chains: int, n_steps: int, repeats: int) -> list[tuple[str, str, float, float]]:
+def run(n_chains: int, n_steps: int, repeats: int) -> list[tuple]:
     target = seed001_fig3()
     mlp = MLPScore()
     mlp.requires_grad_(False)
@@ -112,37 +118,65 @@ def run(n_chains: int, n_steps: int, repeats: int) -> list[tuple[str, str, float
     for score_name, sf in scores.items():
         cases = cases_for(sf, lp, x0, n_steps, g, with_mh=score_name == "exact mixture")
         for name, (sample, bare) in cases.items():
-            t_s, t_b = [], []
-            for _ in range(repeats):  # interleaved: the same machine noise hits both
-                t0 = time.perf_counter()
-                sample()
-                t_s.append(time.perf_counter() - t0)
-                t0 = time.perf_counter()
-                bare()
-                t_b.append(time.perf_counter() - t0)
-            rows.append((name, score_name, statistics.median(t_s), statistics.median(t_b)))
+            t = {k: [] for k in ("sw", "sc", "sf", "bw", "bc", "bf")}
+            for r in range(repeats):  # interleaved, alternating order: the same noise hits both
+                for which in ("s", "b") if r % 2 == 0 else ("b", "s"):
+                    f0 = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+                    t0, c0 = time.perf_counter(), time.thread_time()
+                    (sample if which == "s" else bare)()
+                    t[which + "w"].append(time.perf_counter() - t0)
+                    t[which + "c"].append(time.thread_time() - c0)
+                    t[which + "f"].append(resource.getrusage(resource.RUSAGE_SELF).ru_minflt - f0)
+            ratio_w = statistics.median(a / b for a, b in zip(t["sw"], t["bw"], strict=True))
+            ratio_c = statistics.median(a / b for a, b in zip(t["sc"], t["bc"], strict=True))
+            med = [statistics.median(t[k]) for k in ("sw", "bw")]
+            faults = [statistics.median(t[k]) / n_steps for k in ("sf", "bf")]
+            rows.append((name, score_name, *med, ratio_w, ratio_c, *faults))
     return rows
+
+
+def _cpu_name() -> str:
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
 
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--chains", type=int, default=1000)
-    p.add_argument("--steps", type=int, default=500)
-    p.add_argument("--repeats", type=int, default=5)
+    p.add_argument("--steps", type=int, default=200)
+    p.add_argument("--repeats", type=int, default=31)
     p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--quick", action="store_true", help="300 chains × 100 calls, 3 repeats")
     a = p.parse_args()
+    if a.quick:
+        a.chains, a.steps, a.repeats = 300, 100, 3
     torch.set_num_threads(a.threads)
+    load0 = os.getloadavg()
     rows = run(a.chains, a.steps, a.repeats)
-    machine = platform.processor() or platform.machine()
+    load1 = os.getloadavg()
     print(
-        f"{a.chains} chains × {a.steps} score calls, median of {a.repeats} interleaved runs, "
-        f"{a.threads} thread(s); torch {torch.__version__}, {machine}"
+        f"{a.chains} chains × {a.steps} score calls, {a.repeats} interleaved repeats, "
+        f"{a.threads} thread(s); {datetime.date.today()}, {_cpu_name()}, {os.cpu_count()} cores, "
+        f"Python {platform.python_version()}, torch {torch.__version__}; load average "
+        f"{load0[0]:.2f} at the start, {load1[0]:.2f} at the end"
     )
     print()
-    print("| sampler | score | sampler s | score calls alone s | overhead ratio |")
-    print("|---|---|---|---|---|")
-    for name, score_name, ts, tb in rows:
-        print(f"| {name} | {score_name} | {ts:.3f} | {tb:.3f} | {ts / tb:.2f} |")
+    print(
+        "| sampler | score | sampler s | score calls alone s | overhead ratio | "
+        "overhead ratio (CPU clock) | page faults per call: sampler / alone |"
+    )
+    print("|---|---|---|---|---|---|---|")
+    for name, score_name, ts, tb, rw, rc, fs, fb in rows:
+        print(
+            f"| {name} | {score_name} | {ts:.3f} | {tb:.3f} | {rw:.3f} | {rc:.3f} | "
+            f"{fs:.1f} / {fb:.1f} |"
+        )
 
 
 if __name__ == "__main__":

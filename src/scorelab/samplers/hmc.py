@@ -6,9 +6,17 @@ import torch
 from torch import Tensor
 
 from scorelab._types import LogProbFn, SampleResult, ScoreFn
-from scorelab._utils import randn_like
-from scorelab.samplers._loop import check_count, check_positive, check_start, flat_sum, iterate
-from scorelab.samplers._mh import acceptance_rate, check_start_log_prob, mh_select
+from scorelab.samplers._loop import (
+    Noise,
+    check_count,
+    check_positive,
+    check_start,
+    flat_sum,
+    iterate,
+    same_layout,
+    scalar,
+)
+from scorelab.samplers._mh import AcceptanceCounter, check_start_log_prob, mh_select
 
 
 def leapfrog(
@@ -17,14 +25,25 @@ def leapfrog(
     """L leapfrog steps for H = −log p(x) + ½‖p‖² (seed 001 §1.3.2), reusing ∇log p at x.
 
     p ← p + (ε/2)∇log p(x); then L times: x ← x + εp, g ← ∇log p(x), p ← p + ε g (ε/2 on the
-    last); L score evaluations in all.
+    last); L score evaluations in all.  Each update is one product and one in-place sum into
+    it, which gives the bits of the plain out-of-place expressions.
     """
-    p = p + 0.5 * step_size * grad
+    half = 0.5 * step_size
+    p = _plus(p, grad, half)
     for l in range(n_leapfrog):
-        x = x + step_size * p
+        x = _plus(x, p, step_size)
         grad = score_fn(x, None)
-        p = p + (step_size if l < n_leapfrog - 1 else 0.5 * step_size) * grad
+        p = _plus(p, grad, step_size if l < n_leapfrog - 1 else half)
     return x, p, grad
+
+
+def _plus(a: Tensor, b: Tensor, c: float) -> Tensor:
+    """a + c·b as a new tensor, computed as c·b then a sum into it (the same bits)."""
+    if not same_layout(a, b):
+        return a + c * b
+    out = b * scalar(c, b)
+    out += a
+    return out
 
 
 def hmc(
@@ -51,23 +70,33 @@ def hmc(
     n_lf = check_count("n_leapfrog", n_leapfrog, minimum=1)
     n = check_count("n_steps", n_steps)
     adjusted = log_prob_fn is not None
-    state = {"grad": score_fn(x0, None), "accepted": torch.zeros((), device=x0.device)}
+    state = {"grad": score_fn(x0, None)}
     if adjusted:
         state["logp"] = check_start_log_prob(log_prob_fn(x0), "hmc")
+    noise = Noise(generator)
+    accepted = AcceptanceCounter(x0.shape[0], x0.device)
 
     def step(x: Tensor, i: int) -> Tensor:
-        p0 = randn_like(x, generator)
+        p0 = noise(x)  # the same bits as randn_like(x, generator); used up within this step
         x_new, p_new, grad_new = leapfrog(score_fn, x, p0, state["grad"], eps, n_lf)
         if not adjusted:
             state["grad"] = grad_new
             return x_new
         logp_new = log_prob_fn(x_new)
-        # ΔH = H(new) − H(old), H = −log p + ½‖p‖²
-        delta_h = (-logp_new + 0.5 * flat_sum(p_new**2)) - (-state["logp"] + 0.5 * flat_sum(p0**2))
+        # log α = −ΔH = H(old) − H(new), H = −log p + ½‖p‖², written as (½‖p₀‖² − log p) −
+        # (½‖p‖² − log p'): the same bits as −((−log p' + ½‖p‖²) − (−log p + ½‖p₀‖²)), since
+        # −a + b = b − a and −(a − b) = b − a exactly in floating point
+        k_old, k_new = flat_sum(p0 * p0), flat_sum(p_new * p_new)
+        h_old = k_old * scalar(0.5, k_old) - state["logp"]
+        h_new = k_new * scalar(0.5, k_new) - logp_new
         accept, (x, state["logp"], state["grad"]) = mh_select(
-            -delta_h, (x, state["logp"], state["grad"]), (x_new, logp_new, grad_new), generator
+            h_old - h_new,
+            (x, state["logp"], state["grad"]),
+            (x_new, logp_new, grad_new),
+            generator,
+            noise=noise,
         )
-        state["accepted"] += accept.sum()
+        accepted.add(accept)
         return x
 
     hint = f"reduce step_size (now {eps:g}) or n_leapfrog (now {n_lf})"
@@ -80,7 +109,7 @@ def hmc(
         "n_leapfrog": n_lf,
         "n_steps": n,
         "adjusted": adjusted,
-        "acceptance_rate": acceptance_rate(state["accepted"], x0.shape[0], n) if adjusted else None,
+        "acceptance_rate": accepted.rate(n) if adjusted else None,
         "seconds": seconds,
     }
     return SampleResult(samples=x, nfe=1 + n * n_lf, trajectory=traj, info=info)

@@ -9,13 +9,22 @@ step with ε' = ε/2.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
 import torch
 from torch import Tensor
 
 from scorelab._types import SampleResult, ScoreFn
 from scorelab._utils import ScorelabError, as_sigma, check_finite, randn_like
-from scorelab.samplers._loop import check_count, check_positive, check_start, iterate
+from scorelab.samplers._loop import (
+    Noise,
+    check_count,
+    check_positive,
+    check_start,
+    iterate,
+    same_layout,
+    scalar,
+)
 
 
 def steps_for_time(time: float, step_size: float) -> int:
@@ -50,9 +59,7 @@ def langevin(
     n = steps_for_time(time, eps) if time is not None else check_count("n_steps", n_steps)
     s = as_sigma(sigma, x0)
     half, root = eps / 2.0, math.sqrt(eps)
-
-    def step(x: Tensor, i: int) -> Tensor:
-        return x + half * score_fn(x, s) + root * randn_like(x, generator)
+    step = _langevin_step(score_fn, generator, [(s, half, root)], lambda i: 0)
 
     hint = f"reduce step_size (now {eps:g})"
     x, traj, seconds = iterate(
@@ -91,15 +98,8 @@ def annealed_langevin(
     alphas = [eps * float(si) ** 2 / sig_l**2 for si in sig]
     level_sigmas = [as_sigma(float(si), x0) for si in sig]
     n_total = t_each * len(alphas)
-
-    def step(x: Tensor, i: int) -> Tensor:
-        level = i // t_each
-        a = alphas[level]
-        return (
-            x
-            + (a / 2.0) * score_fn(x, level_sigmas[level])
-            + math.sqrt(a) * randn_like(x, generator)
-        )
+    levels = [(ls, a / 2.0, math.sqrt(a)) for ls, a in zip(level_sigmas, alphas, strict=True)]
+    step = _langevin_step(score_fn, generator, levels, lambda i: i // t_each)
 
     hint = f"reduce step_size (now ε={eps:g}; the largest step is α₁={alphas[0]:g})"
     x, traj, seconds = iterate(
@@ -124,6 +124,34 @@ def annealed_langevin(
         "seconds": seconds,
     }
     return SampleResult(samples=x, nfe=nfe, trajectory=traj, info=info)
+
+
+def _langevin_step(
+    score_fn: ScoreFn,
+    generator: torch.Generator | None,
+    levels: list[tuple[Tensor | None, float, float]],
+    level_of: Callable[[int], int],
+) -> Callable[[Tensor, int], Tensor]:
+    """Step i: x ← x + h·s(x, σ) + r·z with (σ, h, r) = levels[level_of(i)].
+
+    Four tensor ops around the score call, on the score's fresh output and a reused noise
+    buffer; the bits are those of `x + h * s + r * randn_like(x)` (same products, same order
+    of the two sums, which commute exactly).
+    """
+    noise = Noise(generator)
+
+    def step(x: Tensor, i: int) -> Tensor:
+        sig, h, r = levels[level_of(i)]
+        sx = score_fn(x, sig)
+        if not same_layout(sx, x):  # broadcasting or type promotion: the plain expression
+            return x + h * sx + r * randn_like(x, generator)
+        out = sx * scalar(h, sx)
+        out += x
+        z = noise(x)
+        out += z.mul_(scalar(r, z))
+        return out
+
+    return step
 
 
 def tweedie_denoise(score_fn: ScoreFn, x: Tensor, sigma: float) -> Tensor:

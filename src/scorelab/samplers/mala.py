@@ -9,8 +9,17 @@ from torch import Tensor
 
 from scorelab._types import LogProbFn, SampleResult, ScoreFn
 from scorelab._utils import randn_like
-from scorelab.samplers._loop import check_count, check_positive, check_start, flat_sum, iterate
-from scorelab.samplers._mh import acceptance_rate, check_start_log_prob, mh_select
+from scorelab.samplers._loop import (
+    Noise,
+    check_count,
+    check_positive,
+    check_start,
+    flat_sum,
+    iterate,
+    same_layout,
+    scalar,
+)
+from scorelab.samplers._mh import AcceptanceCounter, check_start_log_prob, mh_select
 
 
 def mala(
@@ -35,24 +44,36 @@ def mala(
     n = check_count("n_steps", n_steps)
     half, root = eps / 2.0, math.sqrt(eps)
     logp0 = check_start_log_prob(log_prob_fn(x0), "mala")
+    noise = Noise(generator)
+    accepted = AcceptanceCounter(x0.shape[0], x0.device)
+    # the state carries (ε/2)∇log p(x), the only form the step uses: the proposal mean and
+    # both proposal densities reuse one product per state (the bits of recomputing it)
     state = {
         "logp": logp0,
-        "grad": score_fn(x0, None),
-        "accepted": torch.zeros((), device=x0.device),
+        "hgrad": _times(half, score_fn(x0, None)),
     }
 
-    def log_q(to: Tensor, frm: Tensor, grad_frm: Tensor) -> Tensor:
-        return -flat_sum((to - frm - half * grad_frm) ** 2) / (2.0 * eps)
+    def log_q(to: Tensor, frm: Tensor, hgrad_frm: Tensor) -> Tensor:
+        # −‖to − frm − (ε/2)g‖²/(2ε), the negation folded into the divisor (exact)
+        d = to - frm
+        d -= hgrad_frm
+        v = flat_sum(d * d)
+        return v / scalar(-2.0 * eps, v)
 
     def step(x: Tensor, i: int) -> Tensor:
-        logp_x, grad_x = state["logp"], state["grad"]
-        y = x + half * grad_x + root * randn_like(x, generator)
-        logp_y, grad_y = log_prob_fn(y), score_fn(y, None)
-        log_alpha = logp_y - logp_x + log_q(x, y, grad_y) - log_q(y, x, grad_x)
-        accept, (x, state["logp"], state["grad"]) = mh_select(
-            log_alpha, (x, logp_x, grad_x), (y, logp_y, grad_y), generator
+        logp_x, hgrad_x = state["logp"], state["hgrad"]
+        if same_layout(hgrad_x, x):
+            y = hgrad_x + x
+            z = noise(x)
+            y += z.mul_(scalar(root, z))
+        else:
+            y = x + hgrad_x + root * randn_like(x, generator)
+        logp_y, hgrad_y = log_prob_fn(y), _times(half, score_fn(y, None))
+        log_alpha = logp_y - logp_x + log_q(x, y, hgrad_y) - log_q(y, x, hgrad_x)
+        accept, (x, state["logp"], state["hgrad"]) = mh_select(
+            log_alpha, (x, logp_x, hgrad_x), (y, logp_y, hgrad_y), generator, noise=noise
         )
-        state["accepted"] += accept.sum()
+        accepted.add(accept)
         return x
 
     hint = f"reduce step_size (now {eps:g})"
@@ -62,8 +83,13 @@ def mala(
     info = {
         "step_size": eps,
         "n_steps": n,
-        "acceptance_rate": acceptance_rate(state["accepted"], x0.shape[0], n),
+        "acceptance_rate": accepted.rate(n),
         "log_prob_evals": n + 1,
         "seconds": seconds,
     }
     return SampleResult(samples=x, nfe=n + 1, trajectory=traj, info=info)
+
+
+def _times(c: float, t: Tensor) -> Tensor:
+    """c·t with c as a cached 0-d tensor of t's dtype (the bits of the Python-float product)."""
+    return t * scalar(c, t)
