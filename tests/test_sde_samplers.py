@@ -302,3 +302,132 @@ def test_bad_arguments():
     for call in bad:
         with pytest.raises(ScorelabError):
             call()
+
+
+# -- the precomputed-coefficient steps give the bits of the generic per-chain formulas ----------
+def _generic_run(kind, score_fn, x, sde, n, g, m=1, r=0.16):
+    """The samplers' steps written with the SDE object's per-chain methods, as they were
+    before the step coefficients were precomputed on the grid (reference for bit equality)."""
+    ts = torch.linspace(sde.T, sde.eps, n + 1, dtype=torch.float64).tolist()
+    h = (sde.T - sde.eps) / n
+
+    def tt(t):
+        return torch.full((x.shape[0],), t, dtype=x.dtype)
+
+    rev = sde.reverse(score_fn, probability_flow=True)
+    a_grid = sde.marginal(torch.tensor(ts, dtype=torch.float64))[0].tolist()
+    for i in range(n):
+        t, t_next = ts[i], ts[i + 1]
+        if kind == "em":
+            f, gg = sde.sde(x, tt(t))
+            gg = gg[:, None]
+            s = score_fn(x, tt(t))
+            x = (
+                x
+                - (f - gg**2 * s) * h
+                + gg * math.sqrt(h) * torch.randn(x.shape, generator=g, dtype=x.dtype)
+            )
+        elif kind == "ancestral":
+            a1, s1 = (v[:, None] for v in sde.marginal(tt(t)))
+            a0, s0 = (v[:, None] for v in sde.marginal(tt(t_next)))
+            alpha = a1 / a0
+            v = (s1**2 - alpha**2 * s0**2).clamp_min(0.0)
+            mean = (x + v * score_fn(x, tt(t))) / alpha
+            var = (v * s0**2 / s1**2).clamp_min(0.0)
+            x = mean + var.sqrt() * torch.randn(x.shape, generator=g, dtype=x.dtype)
+        elif kind == "pc":
+            f_d, g_d = sde.transition(x, tt(t_next), t - t_next)
+            g_d = g_d[:, None]
+            s = score_fn(x, tt(t))
+            x = x - f_d + g_d**2 * s + g_d * torch.randn(x.shape, generator=g, dtype=x.dtype)
+            alpha = (a_grid[i] / a_grid[i + 1]) ** 2
+            for _ in range(m):
+                s = score_fn(x, tt(t_next))
+                z = torch.randn(x.shape, generator=g, dtype=x.dtype)
+                s_norm = s.reshape(x.shape[0], -1).norm(dim=1).mean()
+                z_norm = z.reshape(x.shape[0], -1).norm(dim=1).mean()
+                eps = 2.0 * (2.0 * alpha * (r * z_norm / s_norm.clamp_min(1e-30)) ** 2)
+                x = x + (eps / 2.0) * s + eps.sqrt() * z
+        elif kind == "euler":
+            x = x - h * rev.sde(x, tt(t))[0]
+        else:  # heun
+            d1 = rev.sde(x, tt(t))[0]
+            d2 = rev.sde(x - h * d1, tt(t_next))[0]
+            x = x - 0.5 * h * (d1 + d2)
+    return x
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64], ids=str)
+@pytest.mark.parametrize("sde_name", list(SDES))
+def test_fast_steps_are_bit_identical_to_generic_formulas(sde_name, dtype):
+    sde = SDES[sde_name]()
+    target = seed001_fig3()
+    sf = exact_score_fn(sde, target)
+    g = torch.Generator().manual_seed(0)
+    x = sde.perturb(target.sample(300, generator=g).to(dtype), sde.T, generator=g)[0]
+    n = 23
+    runs = {
+        "em": lambda gen: reverse_sde(sf, x, sde=sde, n_steps=n, generator=gen),
+        "ancestral": lambda gen: ancestral(sf, x, sde=sde, n_steps=n, generator=gen),
+        "pc": lambda gen: predictor_corrector(
+            sf, x, sde=sde, n_steps=n, n_corrector=2, generator=gen
+        ),
+        "euler": lambda gen: probability_flow(sf, x, sde=sde, n_steps=n),
+        "heun": lambda gen: probability_flow(sf, x, sde=sde, n_steps=n, method="heun"),
+    }
+    for kind, run in runs.items():
+        out = run(torch.Generator().manual_seed(5)).samples
+        m = 2 if kind == "pc" else 1
+        ref = _generic_run(kind, sf, x, sde, n, torch.Generator().manual_seed(5), m=m)
+        assert out.dtype == dtype
+        assert torch.equal(out, ref), (kind, float((out - ref).abs().max()))
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64], ids=str)
+def test_corrector_scalar_path_matches_tensor_path(dtype):
+    """The numpy-scalar step size (CPU float32/64) has the bits of the 0-d tensor formula,
+    including a zero, tiny, NaN or infinite score norm (which take the tensor path)."""
+    import warnings
+
+    from scorelab.samplers import sde_samplers as mod
+
+    g = torch.Generator().manual_seed(0)
+    alphas = (0.5 + torch.rand(200, generator=g, dtype=torch.float64)).tolist()
+    x = torch.zeros(40, 3, 2, dtype=dtype)
+    fast = mod._corrector(x, 0.16, alphas)
+    saved = dict(mod._NP_SCALAR)
+    mod._NP_SCALAR.clear()
+    try:
+        slow = mod._corrector(x, 0.16, alphas)
+    finally:
+        mod._NP_SCALAR.update(saved)
+    scales = [10 ** float(v) for v in torch.randn(196, generator=g) * 3]
+    scales += [0.0, 1e-35, math.nan, math.inf]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no numpy overflow / invalid-value warnings
+        for i, scale in enumerate(scales):
+            s = torch.randn(x.shape, generator=g, dtype=dtype) * scale
+            z = torch.randn(x.shape, generator=g, dtype=dtype)
+            got = [float(v) for v in fast(s, z, i)]
+            want = [float(v) for v in slow(s, z, i)]
+            assert got == want or all(map(math.isnan, got + want)), (i, scale, got, want)
+
+
+def test_divergence_is_caught_at_the_step_it_happens():
+    """A NaN or ±inf stops the run at the step it appears (one reduction per step on the CPU)."""
+    from scorelab._utils import DivergenceError
+
+    sde = VPSDE()
+    calls = {"n": 0}
+
+    def score(x, t):
+        calls["n"] += 1
+        return torch.full_like(x, math.inf) if calls["n"] == 4 else -x
+
+    with pytest.raises(DivergenceError, match="step 4: 8 of 8 chains"):
+        reverse_sde(score, torch.zeros(8, 2), sde=sde, n_steps=10, generator=torch.Generator())
+    calls["n"] = 0
+    with pytest.raises(DivergenceError, match="step 2: 8 of 8 chains"):
+        predictor_corrector(
+            score, torch.zeros(8, 2), sde=sde, n_steps=10, generator=torch.Generator()
+        )

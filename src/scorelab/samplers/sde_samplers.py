@@ -18,6 +18,7 @@ from __future__ import annotations
 import math
 import time as _time
 from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 import torch
@@ -58,6 +59,20 @@ def _ms(sde: SDE, t: float, x: Tensor) -> tuple[Tensor, Tensor]:
     return append_dims(a, x.ndim), append_dims(s, x.ndim)
 
 
+# Per-step coefficients.  A step's coefficients are the same for every chain, so they are
+# computed once per run on the whole time grid — with the same float operations, in x's dtype,
+# that a per-chain evaluation at t = tᵢ would do — and applied as Python scalars: a step is
+# then a handful of tensor ops around the score call.
+def _on_grid(ts: list[float], x: Tensor) -> Tensor:
+    return torch.tensor(ts, dtype=x.dtype, device=x.device)
+
+
+def _lin_coefs(sde: SDE, tg: Tensor) -> tuple[list[float], list[float], Tensor]:
+    """(c(tᵢ), g(tᵢ)², g(tᵢ)) on the grid: f(x, t) = c(t)·x."""
+    g = sde.diffusion(tg)
+    return sde.drift_coef(tg).tolist(), (g**2).tolist(), g
+
+
 def _denoise(score_fn: ScoreFn, x: Tensor, sde: SDE) -> Tensor:
     """Tweedie at eps: E[x₀ | x_eps] = (x + s(x, eps)·s(eps)²)/a(eps)."""
     a, s = _ms(sde, sde.eps, x)
@@ -66,30 +81,101 @@ def _denoise(score_fn: ScoreFn, x: Tensor, sde: SDE) -> Tensor:
     return out
 
 
-def _ancestral_step(
-    score_fn: ScoreFn, x: Tensor, sde: SDE, t: float, t_next: float, gen: torch.Generator | None
-) -> Tensor:
-    """Exact Gaussian reverse step t → t_next < t of the chain x_t = α·x_{t_next} + √v·z.
+def _ancestral_coefs(sde: SDE, tg: Tensor) -> tuple[list[float], list[float], list[float]]:
+    """(α, v, √var) per step t_i → t_{i+1} of `_ancestral`, from the grid marginals."""
+    a, s = sde.marginal(tg)
+    a1, s1, a0, s0 = a[:-1], s[:-1], a[1:], s[1:]
+    alpha = a1 / a0
+    v = (s1**2 - alpha**2 * s0**2).clamp_min(0.0)
+    var = (v * s0**2 / s1**2).clamp_min(0.0)
+    return alpha.tolist(), v.tolist(), var.sqrt().tolist()
+
+
+def _ancestral(
+    score_fn: ScoreFn, sde: SDE, ts: list[float], x0: Tensor, gen: torch.Generator | None
+) -> Callable[[Tensor, int], Tensor]:
+    """Step i: the exact Gaussian reverse step tᵢ → tᵢ₊₁ of the chain x_t = α·x_{t_next} + √v·z.
 
     α = a(t)/a(t_next), v = s(t)² − α²s(t_next)²:  mean (x + v·s(x, t))/α (Tweedie for one
     Gaussian step), variance v·s(t_next)²/s(t)² (the DDPM posterior variance β̃).
     """
-    a1, s1 = _ms(sde, t, x)
-    a0, s0 = _ms(sde, t_next, x)
-    alpha = a1 / a0
-    v = (s1**2 - alpha**2 * s0**2).clamp_min(0.0)
-    mean = (x + v * score_fn(x, _t(t, x))) / alpha
-    var = (v * s0**2 / s1**2).clamp_min(0.0)
-    return mean + var.sqrt() * randn_like(x, gen)
+    coefs = list(zip(*_ancestral_coefs(sde, _on_grid(ts, x0)), strict=True))
+    n, dtype, device = x0.shape[0], x0.dtype, x0.device
+
+    def step(x: Tensor, i: int) -> Tensor:
+        alpha, v, sd = coefs[i]
+        mean = x + v * score_fn(x, torch.full((n,), ts[i], dtype=dtype, device=device))
+        if alpha != 1.0:  # VE: α = 1 exactly
+            mean = mean / alpha
+        return mean + sd * torch.randn(x.shape, generator=gen, dtype=dtype, device=device)
+
+    return step
 
 
-def _em_step(
-    score_fn: ScoreFn, x: Tensor, sde: SDE, t: float, h: float, gen: torch.Generator | None
-) -> Tensor:
-    """Euler–Maruyama for the reverse SDE: x − [f − g²s](x, t)·h + g√h·z."""
-    f, g = sde.sde(x, _t(t, x))
-    g = append_dims(g, x.ndim)
-    return x - (f - g**2 * score_fn(x, _t(t, x))) * h + g * math.sqrt(h) * randn_like(x, gen)
+def _euler_maruyama(
+    score_fn: ScoreFn,
+    sde: SDE,
+    ts: list[float],
+    h: float,
+    x0: Tensor,
+    gen: torch.Generator | None,
+) -> Callable[[Tensor, int], Tensor]:
+    """Step i: Euler–Maruyama for the reverse SDE, x − [c·x − g²s]·h + g√h·z at t = tᵢ."""
+    c, g2, g = _lin_coefs(sde, _on_grid(ts, x0))
+    coefs = list(zip(c, g2, (g * math.sqrt(h)).tolist(), strict=True))
+    n, dtype, device = x0.shape[0], x0.dtype, x0.device
+
+    def step(x: Tensor, i: int) -> Tensor:
+        c, g2, gsh = coefs[i]
+        s = score_fn(x, torch.full((n,), ts[i], dtype=dtype, device=device))
+        z = torch.randn(x.shape, generator=gen, dtype=dtype, device=device)
+        if c == 0.0:  # VE: no drift, x − (−g²s)·h = x + (g²s)·h exactly
+            return x + (g2 * s) * h + gsh * z
+        return x - (c * x - g2 * s) * h + gsh * z
+
+    return step
+
+
+_NP_SCALAR = {torch.float32: np.float32, torch.float64: np.float64}
+
+
+def _corrector(x: Tensor, r: float, alphas: list[float]) -> Callable[[Tensor, Tensor, int], Any]:
+    """(s, z, i) → (ε/2, √ε) of the Langevin corrector at step i: ε = 2ε', ε' = 2αᵢ(r‖z‖/‖s‖)²
+    with per-chain norms averaged over the batch (as score_sde).
+
+    On the CPU in float32/float64 the scalar arithmetic runs on numpy scalars of x's dtype: the
+    same IEEE operations in the same order as on 0-d tensors (so the same bits), without a
+    tensor dispatch per operation; the square root stays a torch op (torch's float32 sqrt is
+    not always correctly rounded, numpy's is).  Elsewhere (GPU, half precision) it all stays
+    on 0-d tensors.
+    """
+    n, dtype = x.shape[0], x.dtype
+    norm = torch.linalg.vector_norm
+
+    def mean_norm(v: Tensor) -> Tensor:
+        return norm(v if v.ndim == 2 else v.reshape(n, -1), dim=1).mean()
+
+    def tensor_step(s_norm: Tensor, z_norm: Tensor, i: int) -> tuple[Tensor, Tensor]:
+        eps_paper = 2.0 * alphas[i] * (r * z_norm / s_norm.clamp_min(1e-30)) ** 2
+        eps = 2.0 * eps_paper
+        return eps / 2.0, eps.sqrt()
+
+    f = _NP_SCALAR.get(dtype) if x.device.type == "cpu" else None
+    if f is None:
+        return lambda s, z, i: tensor_step(mean_norm(s), mean_norm(z), i)
+    fr, tiny, two = f(r), f(1e-30), f(2.0)
+    two_alpha = [f(2.0 * a) for a in alphas]
+
+    def scalar_step(s: Tensor, z: Tensor, i: int) -> tuple[Any, Tensor]:
+        s_norm, z_norm = mean_norm(s), mean_norm(z)
+        sn, zn = s_norm.item(), z_norm.item()
+        if not (sn > 1e-30 and alphas[i] * (r * zn / sn) ** 2 < 1e30):
+            return tensor_step(s_norm, z_norm, i)  # 0, NaN or overflow: as torch does it
+        q = fr * f(zn) / max(f(sn), tiny)
+        eps = two * (two_alpha[i] * (q * q))
+        return float(eps / two), torch.scalar_tensor(float(eps), dtype=dtype).sqrt()
+
+    return scalar_step
 
 
 def _finish(
@@ -141,18 +227,17 @@ def reverse_sde(
         raise ScorelabError(f"method must be 'euler_maruyama' or 'exponential', got {method!r}")
     ts = _grid(sde, n)
     h = (sde.T - sde.eps) / n
-    coefs = (
-        [sde.exponential_coefs(ts[i], ts[i + 1]) for i in range(n)]
-        if method == "exponential"
-        else []
-    )
+    if method == "exponential":
+        coefs = [sde.exponential_coefs(ts[i], ts[i + 1]) for i in range(n)]
+        sq = [math.sqrt(nu) for _, _, nu in coefs]
 
-    def step(x: Tensor, i: int) -> Tensor:
-        if method == "euler_maruyama":
-            return _em_step(score_fn, x, sde, ts[i], h, generator)
-        rho, kappa, nu = coefs[i]
-        s = score_fn(x, _t(ts[i], x))
-        return rho * x + kappa * s + math.sqrt(nu) * randn_like(x, generator)
+        def step(x: Tensor, i: int) -> Tensor:
+            rho, kappa, _ = coefs[i]
+            s = score_fn(x, _t(ts[i], x))
+            return rho * x + kappa * s + sq[i] * randn_like(x, generator)
+
+    else:
+        step = _euler_maruyama(score_fn, sde, ts, h, x0, generator)
 
     x, traj, seconds = iterate(
         step,
@@ -191,12 +276,8 @@ def ancestral(
     """
     x0, n = _setup(score_fn, x0, sde, n_steps)
     ts = _grid(sde, n)
-
-    def step(x: Tensor, i: int) -> Tensor:
-        return _ancestral_step(score_fn, x, sde, ts[i], ts[i + 1], generator)
-
     x, traj, seconds = iterate(
-        step,
+        _ancestral(score_fn, sde, ts, x0, generator),
         x0,
         n,
         sampler="ancestral",
@@ -247,32 +328,40 @@ def predictor_corrector(
     ts = _grid(sde, n)
     h = (sde.T - sde.eps) / n
     a_grid = sde.marginal(torch.tensor(ts, dtype=torch.float64))[0].tolist()
+    n0, dtype, device = x0.shape[0], x0.dtype, x0.device
+    if predictor == "ancestral":
+        predict = _ancestral(score_fn, sde, ts, x0, generator)
+    elif predictor == "euler_maruyama":
+        predict = _euler_maruyama(score_fn, sde, ts, h, x0, generator)
+    else:
+        # `SDE.transition(x, t_next, t − t_next)` on the grid: t_next + dt in x's dtype
+        tn = _on_grid(ts[1:], x0)
+        dt = torch.tensor([ts[i] - ts[i + 1] for i in range(n)], dtype=dtype, device=device)
+        a0, s0 = sde.marginal(tn)
+        a1, s1 = sde.marginal(sde.check_t(tn + dt))
+        alpha = a1 / a0
+        g_d = (s1**2 - alpha**2 * s0**2).clamp_min(0.0).sqrt()
+        rd = list(zip((alpha - 1.0).tolist(), (g_d**2).tolist(), g_d.tolist(), strict=True))
 
-    def predict(x: Tensor, i: int) -> Tensor:
-        t, t_next = ts[i], ts[i + 1]
-        if predictor == "ancestral":
-            return _ancestral_step(score_fn, x, sde, t, t_next, generator)
-        if predictor == "euler_maruyama":
-            return _em_step(score_fn, x, sde, t, h, generator)
-        f_d, g_d = sde.transition(x, _t(t_next, x), t - t_next)
-        g_d = append_dims(g_d, x.ndim)
-        return x - f_d + g_d**2 * score_fn(x, _t(t, x)) + g_d * randn_like(x, generator)
+        def predict(x: Tensor, i: int) -> Tensor:
+            """Reverse diffusion on the discrete chain: x − f_d + G²·s + G·z, f_d = (α − 1)·x."""
+            am1, g2, g = rd[i]
+            xm = x if am1 == 0.0 else x - am1 * x  # VE: f_d = 0
+            s = score_fn(x, torch.full((n0,), ts[i], dtype=dtype, device=device))
+            z = torch.randn(x.shape, generator=generator, dtype=dtype, device=device)
+            return xm + g2 * s + g * z
 
-    def correct(x: Tensor, i: int) -> Tensor:
-        alpha = (a_grid[i] / a_grid[i + 1]) ** 2
-        tt = _t(ts[i + 1], x)
-        for _ in range(m):
-            s = score_fn(x, tt)
-            z = randn_like(x, generator)
-            s_norm = s.reshape(x.shape[0], -1).norm(dim=1).mean()
-            z_norm = z.reshape(x.shape[0], -1).norm(dim=1).mean()
-            eps_paper = 2.0 * alpha * (r * z_norm / s_norm.clamp_min(1e-30)) ** 2
-            eps = 2.0 * eps_paper
-            x = x + (eps / 2.0) * s + eps.sqrt() * z
-        return x
+    corrector = _corrector(x0, r, [(a_grid[i] / a_grid[i + 1]) ** 2 for i in range(n)])
 
     def step(x: Tensor, i: int) -> Tensor:
-        return correct(predict(x, i), i)
+        x = predict(x, i)
+        tt = torch.full((n0,), ts[i + 1], dtype=dtype, device=device)
+        for _ in range(m):
+            s = score_fn(x, tt)
+            z = torch.randn(x.shape, generator=generator, dtype=dtype, device=device)
+            half_eps, sqrt_eps = corrector(s, z, i)
+            x = x + half_eps * s + sqrt_eps * z
+        return x
 
     x, traj, seconds = iterate(
         step,
@@ -320,10 +409,11 @@ def probability_flow(
     x0, n = _setup(score_fn, x0, sde, n_steps)
     if method not in ("euler", "heun", "adaptive"):
         raise ScorelabError(f"method must be 'euler', 'heun' or 'adaptive', got {method!r}")
-    rev = sde.reverse(score_fn, probability_flow=True)
 
     def drift(x: Tensor, t: float) -> Tensor:
-        return rev.sde(x, _t(t, x))[0]
+        # `sde.reverse(score_fn, probability_flow=True).sde(x, t)[0]`: c·x − (½g²)·s
+        c, g2, _ = _lin_coefs(sde, torch.full((1,), t, dtype=x.dtype, device=x.device))
+        return c[0] * x - (0.5 * g2[0]) * score_fn(x, _t(t, x))
 
     if method == "adaptive":
         if n_steps is not None:
@@ -336,13 +426,22 @@ def probability_flow(
         raise ScorelabError(f"method={method!r} needs n_steps")
     ts = _grid(sde, n)
     h = (sde.T - sde.eps) / n
+    c, g2, _ = _lin_coefs(sde, _on_grid(ts, x0))
+    k = [0.5 * v for v in g2]  # ½g², exact in binary floating point
+    no_drift = all(v == 0.0 for v in c)  # VE: d = −(½g²)s and x − h·d = x + h·(½g²)s
 
     def step(x: Tensor, i: int) -> Tensor:
-        d1 = drift(x, ts[i])
+        s1 = score_fn(x, _t(ts[i], x))
         if method == "euler":
-            return x - h * d1
-        d2 = drift(x - h * d1, ts[i + 1])
-        return x - 0.5 * h * (d1 + d2)
+            return x + h * (k[i] * s1) if no_drift else x - h * (c[i] * x - k[i] * s1)
+        if no_drift:
+            xe = x + h * (k[i] * s1)
+            w = k[i] * s1 + k[i + 1] * score_fn(xe, _t(ts[i + 1], x))
+            return x + (0.5 * h) * w
+        d1 = c[i] * x - k[i] * s1
+        xe = x - h * d1
+        d2 = c[i + 1] * xe - k[i + 1] * score_fn(xe, _t(ts[i + 1], x))
+        return x - (0.5 * h) * (d1 + d2)
 
     x, traj, seconds = iterate(
         step,
