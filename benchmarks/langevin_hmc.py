@@ -42,6 +42,7 @@ import time
 from collections.abc import Callable
 
 import torch
+from _machine import cpu_name  # noqa: E402  (benchmarks/ is the script dir)
 
 from scorelab.distributions import GaussianMixture
 from scorelab.metrics import median_heuristic, mmd
@@ -362,7 +363,7 @@ def report(a, rows, bw, exact, m, load0, load1) -> None:
     )
     print()
     print(
-        f"{datetime.date.today()}, {_cpu_name()}, {os.cpu_count()} cores, 1 torch thread, "
+        f"{datetime.date.today()}, {cpu_name()}, {os.cpu_count()} cores, 1 torch thread, "
         f"Python {platform.python_version()}, torch {torch.__version__}, torchebm "
         f"{torchebm.__version__}, pyro-ppl {pyro.__version__}; load average {load0[0]:.2f} at "
         f"the start, {load1[0]:.2f} at the end."
@@ -441,17 +442,6 @@ def report(a, rows, bw, exact, m, load0, load1) -> None:
     print("|---|---|---|---|---|")
     for name, k, rw, h, mm, fls in summary:
         print(f"| {name} | {k or 'none'} | {rw or '—'} | {h} | {mm} vs {fls} |")
-
-
-def _cpu_name() -> str:
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 if __name__ == "__main__":

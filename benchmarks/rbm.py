@@ -30,27 +30,13 @@ import time
 import numpy as np
 import sklearn
 import torch
+from _machine import cpu_name, load  # noqa: E402  (benchmarks/ is the script dir)
 from sklearn.neural_network import BernoulliRBM
 from threadpoolctl import threadpool_limits
 
 from scorelab.ebm.rbm import MAX_EXACT_HIDDEN, RBM, binarized_digits, fit_rbm
 
 DTYPES = {"float64": (torch.float64, np.float64), "float32": (torch.float32, np.float32)}
-
-
-def cpu_name() -> str:
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
-def load() -> str:
-    return "load average " + " ".join(f"{v:.2f}" for v in os.getloadavg())
 
 
 def fit_sklearn(x: np.ndarray, h: int, args: argparse.Namespace, seed: int) -> tuple[float, RBM]:

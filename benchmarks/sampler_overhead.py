@@ -23,6 +23,7 @@ import statistics
 import time
 
 import torch
+from _machine import cpu_name  # noqa: E402  (benchmarks/ is the script dir)
 from torch import nn
 
 from scorelab.distributions import seed001_fig3, target_log_prob_fn, target_score_fn
@@ -135,17 +136,6 @@ def run(n_chains: int, n_steps: int, repeats: int) -> list[tuple]:
     return rows
 
 
-def _cpu_name() -> str:
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--chains", type=int, default=1000)
@@ -162,7 +152,7 @@ def main() -> None:
     load1 = os.getloadavg()
     print(
         f"{a.chains} chains × {a.steps} score calls, {a.repeats} interleaved repeats, "
-        f"{a.threads} thread(s); {datetime.date.today()}, {_cpu_name()}, {os.cpu_count()} cores, "
+        f"{a.threads} thread(s); {datetime.date.today()}, {cpu_name()}, {os.cpu_count()} cores, "
         f"Python {platform.python_version()}, torch {torch.__version__}; load average "
         f"{load0[0]:.2f} at the start, {load1[0]:.2f} at the end"
     )
