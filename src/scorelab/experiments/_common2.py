@@ -23,9 +23,14 @@ from scorelab.train import fit
 # docs/reproductions.md were produced with them.
 
 
+def part_seed(seed: int, part: int) -> int:
+    """One integer seed per part of an experiment, so that resizing one part moves no other."""
+    return 1_000_003 * int(seed) + 7919 * int(part)
+
+
 def generator(seed: int, part: int) -> torch.Generator:
-    """One generator per part of an experiment, so that resizing one part moves no other."""
-    return torch.Generator().manual_seed(1_000_003 * int(seed) + 7919 * int(part))
+    """A generator seeded with `part_seed(seed, part)`."""
+    return torch.Generator().manual_seed(part_seed(seed, part))
 
 
 def train(

@@ -33,7 +33,7 @@ from scorelab.distributions import GaussianMixture
 from scorelab.ebm.cd import contrastive_divergence
 from scorelab.ebm.evaluate import GridDensity, ebm_samples, grid_density, grid_sample
 from scorelab.experiments import experiment
-from scorelab.experiments._common2 import Timer, robust_weights, table
+from scorelab.experiments._common2 import Timer, generator, part_seed, robust_weights, table
 from scorelab.metrics import median_heuristic, mmd
 from scorelab.models import EnergyMLP, EnergyScore
 from scorelab.objectives import DSM, SSM
@@ -106,19 +106,10 @@ SMALL = replace(
 )
 
 
-def _seed(seed: int, part: int) -> int:
-    """One integer seed per part, so resizing one part moves no other (as _common2.generator)."""
-    return 1_000_003 * int(seed) + 7919 * int(part)
-
-
-def _gen(seed: int, part: int) -> torch.Generator:
-    return torch.Generator().manual_seed(_seed(seed, part))
-
-
 def _build(s: Settings, seed: int) -> EnergyScore:
     """The same initial weights for every method; the global RNG is left as it was."""
     with torch.random.fork_rng():
-        torch.manual_seed(_seed(seed, 1))
+        torch.manual_seed(part_seed(seed, 1))
         return EnergyScore(EnergyMLP(2, s.hidden, s.depth))
 
 
@@ -130,7 +121,9 @@ def _train(
     info: dict[str, Any] = {"seconds": 0.0}
     if kind == "none":
         return model.eval(), info
-    common = dict(batch_size=s.batch_size, lr=s.lr, ema_decay=s.ema_decay, seed=_seed(seed, part))
+    common = dict(
+        batch_size=s.batch_size, lr=s.lr, ema_decay=s.ema_decay, seed=part_seed(seed, part)
+    )
     with Timer() as t:
         if kind in ("noise", "data", "buffer"):
             with warnings.catch_warnings(record=True) as caught:
@@ -174,7 +167,7 @@ def _evaluate(
 ) -> tuple[GridDensity, Tensor, dict[str, Any]]:
     gd = grid_density(model, target, xlim=s.box, ylim=s.box, n=s.grid_n)
     lo, hi = s.box
-    g = _gen(seed, part)
+    g = generator(seed, part)
     exact_draws = grid_sample(gd, s.n_eval, generator=g).to(ref.dtype)
     x0 = lo + (hi - lo) * torch.rand(s.n_eval, 2, generator=g)
     out = ebm_samples(model, x0, step_size=s.mala_step, n_steps=s.mala_steps, generator=g)
@@ -205,15 +198,15 @@ def run(out_dir: Path, *, size: str = "full", seed: int = 0) -> dict[str, Any]:
 def _run_all(out_dir: Path, s: Settings, size: str, seed: int) -> dict[str, Any]:
     figs = figures_dir(out_dir)
     target = GaussianMixture([list(m) for m in s.means], stds=list(s.stds), weights=list(s.weights))
-    data = target.sample(s.n_data, generator=_gen(seed, 2))
-    ref = target.sample(s.n_eval, generator=_gen(seed, 3))
+    data = target.sample(s.n_data, generator=generator(seed, 2))
+    ref = target.sample(s.n_eval, generator=generator(seed, 3))
     # one kernel for every comparison: the median heuristic on exact samples
-    h0 = median_heuristic(ref, target.sample(s.n_eval, generator=_gen(seed, 4)))
+    h0 = median_heuristic(ref, target.sample(s.n_eval, generator=generator(seed, 4)))
     bw = [0.5 * h0, h0, 2.0 * h0]
     floors = [
         mmd(
-            target.sample(s.n_eval, generator=_gen(seed, 10 + 2 * j)),
-            target.sample(s.n_eval, generator=_gen(seed, 11 + 2 * j)),
+            target.sample(s.n_eval, generator=generator(seed, 10 + 2 * j)),
+            target.sample(s.n_eval, generator=generator(seed, 11 + 2 * j)),
             bw,
             unbiased=False,  # V-statistic: ≥ 0, so the floor is a level, not a sign
         )
