@@ -10,8 +10,9 @@ number of steps and step parameters, one torch thread:
    with a Brownian motion that draws the same increments as ours from the same generator (so
    the outputs agree to rounding) and once with torchsde's default `BrownianInterval`.
 3. Probability-flow ODE: `probability_flow` Euler / Heun against torchdiffeq `odeint`
-   "euler" / "heun2" on the same grid, and our adaptive RK45 (scipy) against torchdiffeq
-   "dopri5" with the same rtol/atol (NFE compared too).
+   "euler" / "heun2" on the same grid, and our adaptive solvers, "dopri5" (torch-native
+   Dormand–Prince 5(4), PI control) and "adaptive" (scipy's RK45 in float64), against
+   torchdiffeq "dopri5" with the same rtol/atol (NFE compared too).
 
 Each row also times a hand-written batched loop doing our math with precomputed step
 coefficients (the floor a library can reach) and the score calls alone (as many calls as our
@@ -332,13 +333,15 @@ def build_rows(a, names: list[str]) -> list[tuple]:
             rows.append(
                 (f"PF-ODE {method}", sname, f"torchdiffeq {peer_method}", vp, sf, runs, True)
             )
-        runs = {
-            "ours": lambda f, x, sd: (
-                probability_flow(f, x, sde=vp, method="adaptive", rtol=a.rtol, atol=a.atol).samples
-            ),
-            "peer": lambda f, x, sd: torchdiffeq_pf(f, x, vp, None, "dopri5", a.rtol, a.atol),
-        }
-        rows.append(("PF-ODE adaptive", sname, "torchdiffeq dopri5", vp, sf, runs, True))
+        for method in ("dopri5", "adaptive"):
+            runs = {
+                "ours": lambda f, x, sd, mt=method: (
+                    probability_flow(f, x, sde=vp, method=mt, rtol=a.rtol, atol=a.atol).samples
+                ),
+                "peer": lambda f, x, sd: torchdiffeq_pf(f, x, vp, None, "dopri5", a.rtol, a.atol),
+            }
+            comp = "PF-ODE dopri5" if method == "dopri5" else "PF-ODE adaptive (scipy RK45)"
+            rows.append((comp, sname, "torchdiffeq dopri5", vp, sf, runs, True))
     return rows
 
 
@@ -464,7 +467,7 @@ def main() -> None:
         results.append((comp, sname, peer, med, stats))
         print(f"done: {comp} / {sname} / {peer}: {med}; load {os.getloadavg()}", file=sys.stderr)
     sweep = []
-    if not a.only or a.only in "PF-ODE adaptive":
+    if not a.only or a.only in "PF-ODE dopri5 adaptive":
         sweep = work_precision(a)
     over = overheads(a)
     load1 = os.getloadavg()
@@ -484,6 +487,9 @@ def work_precision(a) -> list[tuple]:
         for tol in [float(v) for v in a.tols.split(",")]:
             runs = {
                 "ours": lambda f, tol=tol: (
+                    probability_flow(f, x, sde=vp, method="dopri5", rtol=tol, atol=tol).samples
+                ),
+                "rk45": lambda f, tol=tol: (
                     probability_flow(f, x, sde=vp, method="adaptive", rtol=tol, atol=tol).samples
                 ),
                 "peer": lambda f, tol=tol: torchdiffeq_pf(f, x, vp, None, "dopri5", tol, tol),
@@ -513,7 +519,8 @@ def overheads(a) -> list[tuple]:
     b = argparse.Namespace(**vars(a))
     b.pc_steps, b.sde_steps, b.ode_steps = 4 * a.pc_steps, 4 * a.sde_steps, 4 * a.ode_steps
     for comp, _sname, peer, sde, _, runs, _ in build_rows(b, [first]):
-        if comp == "PF-ODE adaptive" or (a.only and a.only not in comp):
+        # the adaptive solvers pick different NFE with a free score: no per-NFE loop cost
+        if comp.startswith(("PF-ODE dopri5", "PF-ODE adaptive")) or (a.only and a.only not in comp):
             continue
         x = start(sde, a.chains, 1)
         cf, calls = counted(cheap)
@@ -590,20 +597,23 @@ def report(a, results, sweep, over, load0, load1, wall) -> None:
     print()
     print(
         "Adaptive solvers, work against precision (error: max |x − x_ref| over all chains, "
-        "x_ref = our adaptive solve at rtol = atol = 1e-10):"
+        'x_ref = scipy RK45 in float64 at rtol = atol = 1e-10; ours = `method="dopri5"`, '
+        'RK45 = `method="adaptive"`, peer = torchdiffeq dopri5):'
     )
     print()
     print(
-        "| score | rtol = atol | NFE ours / dopri5 | max error ours / dopri5 | ours s | dopri5 s "
-        "| ours/peer | ours/peer per NFE |"
+        "| score | rtol = atol | NFE ours / RK45 / peer | max error ours / RK45 / peer "
+        "| ours s | RK45 s | peer s | ours/peer | RK45/peer | ours/peer per NFE |"
     )
-    print("|---" * 8 + "|")
+    print("|---" * 10 + "|")
     for r in sweep:
         per = r["ours/peer"] * r["nfe_peer"] / r["nfe_ours"]
+        rk_peer = r["ours/peer"] / r["ours/rk45"]
         print(
-            f"| {r['score']} | {r['tol']:g} | {r['nfe_ours']} / {r['nfe_peer']} "
-            f"| {r['err_ours']:.1e} / {r['err_peer']:.1e} | {r['ours']:.3f} | {r['peer']:.3f} "
-            f"| {r['ours/peer']:.2f} | {per:.2f} |"
+            f"| {r['score']} | {r['tol']:g} | {r['nfe_ours']} / {r['nfe_rk45']} / {r['nfe_peer']} "
+            f"| {r['err_ours']:.1e} / {r['err_rk45']:.1e} / {r['err_peer']:.1e} "
+            f"| {r['ours']:.3f} | {r['rk45']:.3f} | {r['peer']:.3f} "
+            f"| {r['ours/peer']:.2f} | {rk_peer:.2f} | {per:.2f} |"
         )
 
 

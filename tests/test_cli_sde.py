@@ -134,7 +134,7 @@ def test_an_sde_table_fills_the_defaults_of_an_sde_run(tmp_path):
         ),
         (
             {"sde": {"name": "ve"}, "sample": {"sampler": "probability_flow", "method": "rk"}},
-            "method for probability_flow must be one of euler, heun, adaptive",
+            "method for probability_flow must be one of euler, heun, dopri5, adaptive",
         ),
         (
             {
@@ -221,6 +221,7 @@ def test_the_model_output_is_divided_by_the_marginal_std(ve_run):
         (["--sampler", "ancestral", "--set", "n_steps=7", "--set", "denoise=false"], 7),
         (["--sampler", "probability_flow", "--set", "n_steps=6"], 2 * 6 + 1),  # Heun, denoise
         (["--sampler", "probability_flow", "--set", "method=adaptive"], None),
+        (["--sampler", "probability_flow", "--set", "method=dopri5"], None),
     ],
 )
 def test_every_sde_sampler_through_the_console(ve_run, args, nfe):
@@ -234,8 +235,8 @@ def test_every_sde_sampler_through_the_console(ve_run, args, nfe):
     assert meta["sampler"] == (args[1] if args else "predictor_corrector")
     if nfe is not None:
         assert meta["nfe"] == nfe
-    else:  # RK45 counts its own evaluations
-        assert meta["info"]["method"] == "adaptive" and meta["nfe"] > 6
+    else:  # the adaptive solvers count their own evaluations (+1: the Tweedie step)
+        assert meta["info"]["method"] == args[-1].split("=")[1] and meta["nfe"] > 6
 
 
 def test_wrong_samplers_on_an_sde_run_are_one_line(ve_run, capsys):

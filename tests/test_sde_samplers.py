@@ -53,6 +53,7 @@ SAMPLERS = {
     ),
     "pf_heun": lambda sf, x, sde, g: probability_flow(sf, x, sde=sde, n_steps=50, method="heun"),
     "pf_adaptive": lambda sf, x, sde, g: probability_flow(sf, x, sde=sde, method="adaptive"),
+    "pf_dopri5": lambda sf, x, sde, g: probability_flow(sf, x, sde=sde, method="dopri5"),
 }
 
 
@@ -128,9 +129,10 @@ def test_probability_flow_orders(sde):
         # Euler is first order, Heun second (measured ≈ 0.89–1.02 and ≈ 1.92–2.09)
         assert lo <= slopes.mean() <= hi, (method, errs, slopes)
         assert all(s > lo - 0.1 for s in slopes), (method, slopes)
-    res = probability_flow(sf, x_T, sde=sde, method="adaptive", rtol=1e-8, atol=1e-8)
-    assert float((res.samples - exact).abs().max()) < 1e-6
-    assert res.nfe > 6 and res.trajectory is None
+    for method in ("adaptive", "dopri5"):
+        res = probability_flow(sf, x_T, sde=sde, method=method, rtol=1e-8, atol=1e-8)
+        assert float((res.samples - exact).abs().max()) < 1e-6, method
+        assert res.nfe > 6 and res.trajectory is None
 
 
 @pytest.mark.parametrize("method", ["euler_maruyama", "exponential"])
@@ -267,8 +269,14 @@ def test_determinism_and_nfe():
         b = run(torch.Generator().manual_seed(42))
         assert torch.equal(a.samples, b.samples)
     calls["n"] = 0
-    res = probability_flow(sf, x0, sde=sde, method="adaptive")
-    assert res.nfe == calls["n"] > 0
+    for method in ("adaptive", "dopri5"):
+        calls["n"] = 0
+        res = probability_flow(sf, x0, sde=sde, method=method)
+        assert res.nfe == calls["n"] > 0
+    # dopri5: two calls to start, then six per attempted step (first same as last)
+    steps = res.info["n_accepted_steps"] + res.info["n_rejected_steps"]
+    assert res.nfe == 2 + 6 * steps
+    assert torch.equal(res.samples, probability_flow(sf, x0, sde=sde, method="dopri5").samples)
     # different seeds give different stochastic samples
     r1 = reverse_sde(sf, x0, sde=sde, n_steps=3, generator=torch.Generator().manual_seed(1))
     r2 = reverse_sde(sf, x0, sde=sde, n_steps=3, generator=torch.Generator().manual_seed(2))
@@ -298,6 +306,8 @@ def test_bad_arguments():
         lambda: probability_flow(sf, x, sde=sde, method="euler"),
         lambda: probability_flow(sf, x, sde=sde, n_steps=5, method="adaptive"),
         lambda: probability_flow(sf, x, sde=sde, method="adaptive", rtol=0.0),
+        lambda: probability_flow(sf, x, sde=sde, n_steps=5, method="dopri5"),
+        lambda: probability_flow(sf, x, sde=sde, method="dopri5", atol=-1.0),
     ]
     for call in bad:
         with pytest.raises(ScorelabError):

@@ -606,7 +606,7 @@ _SAMPLE_PARAMS = {
 # the string settings of the SDE samplers and their values (the samplers check them too)
 _CHOICES = {
     ("reverse_sde", "method"): ("euler_maruyama", "exponential"),
-    ("probability_flow", "method"): ("euler", "heun", "adaptive"),
+    ("probability_flow", "method"): ("euler", "heun", "dopri5", "adaptive"),
     ("predictor_corrector", "predictor"): ("reverse_diffusion", "ancestral", "euler_maruyama"),
 }
 
@@ -684,9 +684,10 @@ def validate_sample(s: SampleConfig, *, sde: str | None = None) -> None:
             _check(
                 isinstance(value, bool), f"[sample] denoise must be true or false, got {value!r}"
             )
-    if s.sampler == "probability_flow" and s.params.get("method") == "adaptive":
+    method = s.params.get("method")
+    if s.sampler == "probability_flow" and method in ("dopri5", "adaptive"):
         _check(
             "n_steps" not in s.params,
-            "[sample] probability_flow with method = 'adaptive' chooses its own steps: "
+            f"[sample] probability_flow with method = '{method}' chooses its own steps: "
             "remove n_steps",
         )

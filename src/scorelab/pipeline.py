@@ -482,8 +482,8 @@ _DEFAULTS = {
 def _sampler_settings(sampler: str, given: dict[str, Any]) -> dict[str, Any]:
     """The run's defaults for `sampler` under the settings given (config or --set)."""
     params = {**_DEFAULTS[sampler], **given}
-    if sampler == "probability_flow" and params["method"] == "adaptive":
-        del params["n_steps"]  # RK45 picks its own steps (config refuses n_steps with it)
+    if sampler == "probability_flow" and params["method"] in ("dopri5", "adaptive"):
+        del params["n_steps"]  # adaptive solvers pick their own steps (config refuses n_steps)
     return params
 
 

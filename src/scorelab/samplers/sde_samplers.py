@@ -8,7 +8,8 @@ f(x, t) = c(t)·x and x_t | x_0 ~ N(a(t)·x_0, s(t)²I); the moment ODEs a' = c�
 - `reverse_sde`: Euler–Maruyama or the exponential integrator (seed 002) for eq. 6.
 - `ancestral`: the exact Gaussian reverse step of the discretised chain (SMLD / DDPM).
 - `predictor_corrector`: Song et al. 2021 Algorithm 1 (predictor, then Langevin corrector).
-- `probability_flow`: the ODE dx = [f − ½g²·s] dt (eq. 13) by Euler, Heun or RK45.
+- `probability_flow`: the ODE dx = [f − ½g²·s] dt (eq. 13) by Euler, Heun, torch-native
+  Dormand–Prince 5(4) or scipy's RK45.
 
 Langevin steps use scorelab's convention (docs/conventions.md): x ← x + (ε/2)·s + √ε·z.
 """
@@ -27,11 +28,13 @@ from torch import Tensor
 from scorelab._types import SampleResult, ScoreFn
 from scorelab._utils import ScorelabError, append_dims, check_finite, randn_like
 from scorelab.samplers._loop import check_count, check_positive, check_start, iterate
+from scorelab.samplers._ode import dopri5
 from scorelab.sde import SDE
 
 __all__ = ["ancestral", "predictor_corrector", "probability_flow", "reverse_sde"]
 
 _PREDICTORS = ("reverse_diffusion", "ancestral", "euler_maruyama")
+_PF_METHODS = ("euler", "heun", "dopri5", "adaptive")
 
 
 # -- shared pieces ------------------------------------------------------------------------------
@@ -401,26 +404,44 @@ def probability_flow(
     method="euler": x ← x − h·d(x, t), d = f − ½g²s (NFE = n_steps);
     method="heun": d₁ = d(x, t), x̃ = x − h·d₁, d₂ = d(x̃, t − h), x ← x − (h/2)(d₁ + d₂)
     (NFE = 2·n_steps; EDM Alg. 1 without the last-step shortcut);
+    method="dopri5": adaptive Dormand–Prince 5(4) with PI step control (`samplers._ode`), in x's
+    dtype and on its device, error = RMS over the whole batch (n_steps must be None; NFE counted,
+    6 per attempted step + 2 to start; no trajectory);
     method="adaptive": scipy.integrate.solve_ivp RK45 on the flattened batch in float64 with
     rtol/atol (n_steps must be None; NFE = counted calls of the ODE function; no trajectory).
     denoise=True adds Tweedie's step at eps, as in the other samplers (one more NFE).
     Deterministic: takes no generator.
     """
     x0, n = _setup(score_fn, x0, sde, n_steps)
-    if method not in ("euler", "heun", "adaptive"):
-        raise ScorelabError(f"method must be 'euler', 'heun' or 'adaptive', got {method!r}")
+    if method not in _PF_METHODS:
+        raise ScorelabError(
+            f"method must be one of {', '.join(map(repr, _PF_METHODS))}, got {method!r}"
+        )
+
+    coefs: dict[float, tuple[float, float]] = {}
+
+    def prepare(times: list[float]) -> None:
+        """c(t) and ½g(t)² at the solver's next stage times, in one batch (`dopri5`'s on_step)."""
+        c, g2, _ = _lin_coefs(sde, torch.tensor(times, dtype=x0.dtype, device=x0.device))
+        coefs.clear()
+        coefs.update((t, (ci, 0.5 * gi)) for t, ci, gi in zip(times, c, g2, strict=True))
 
     def drift(x: Tensor, t: float) -> Tensor:
         # `sde.reverse(score_fn, probability_flow=True).sde(x, t)[0]`: c·x − (½g²)·s
-        c, g2, _ = _lin_coefs(sde, torch.full((1,), t, dtype=x.dtype, device=x.device))
-        return c[0] * x - (0.5 * g2[0]) * score_fn(x, _t(t, x))
+        if t not in coefs:
+            prepare([t])
+        c, k = coefs[t]
+        s = score_fn(x, _t(t, x))
+        return s * -k if c == 0.0 else c * x - k * s  # VE: c = 0
 
-    if method == "adaptive":
+    if method in ("adaptive", "dopri5"):
         if n_steps is not None:
-            raise ScorelabError("method='adaptive' chooses its own steps: leave n_steps=None")
-        res = _pf_adaptive(
-            drift, x0, sde, check_positive("rtol", rtol), check_positive("atol", atol)
-        )
+            raise ScorelabError(f"method={method!r} chooses its own steps: leave n_steps=None")
+        rtol, atol = check_positive("rtol", rtol), check_positive("atol", atol)
+        if method == "dopri5":
+            res = _pf_dopri5(drift, prepare, x0, sde, rtol, atol)
+        else:
+            res = _pf_adaptive(drift, x0, sde, rtol, atol)
         return _finish(score_fn, res.samples, sde, denoise, res.nfe, None, res.info)
     if n_steps is None:
         raise ScorelabError(f"method={method!r} needs n_steps")
@@ -455,6 +476,29 @@ def probability_flow(
     nfe = n if method == "euler" else 2 * n
     info = {"method": method, "n_steps": n, "step": h, "seconds": seconds}
     return _finish(score_fn, x, sde, denoise, nfe, traj, info)
+
+
+def _pf_dopri5(
+    drift: Callable[[Tensor, float], Tensor],
+    prepare: Callable[[list[float]], None],
+    x0: Tensor,
+    sde: SDE,
+    rtol: float,
+    atol: float,
+) -> SampleResult:
+    t0 = _time.perf_counter()
+    sol = dopri5(drift, x0, sde.T, sde.eps, rtol=rtol, atol=atol, on_step=prepare)
+    seconds = _time.perf_counter() - t0
+    check_finite(sol.y, where="probability_flow[dopri5]", step=sol.nfe, hint="tighten rtol/atol")
+    info = {
+        "method": "dopri5",
+        "rtol": rtol,
+        "atol": atol,
+        "n_accepted_steps": sol.n_accepted,
+        "n_rejected_steps": sol.n_rejected,
+        "seconds": seconds,
+    }
+    return SampleResult(samples=sol.y, nfe=sol.nfe, trajectory=None, info=info)
 
 
 def _pf_adaptive(
