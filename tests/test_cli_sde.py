@@ -134,7 +134,7 @@ def test_an_sde_table_fills_the_defaults_of_an_sde_run(tmp_path):
         ),
         (
             {"sde": {"name": "ve"}, "sample": {"sampler": "probability_flow", "method": "rk"}},
-            "method for probability_flow must be one of euler, heun, dopri5, adaptive",
+            "method for probability_flow must be one of euler, heun, euler_sigma, heun_sigma, dopri5",
         ),
         (
             {
@@ -222,6 +222,7 @@ def test_the_model_output_is_divided_by_the_marginal_std(ve_run):
         (["--sampler", "probability_flow", "--set", "n_steps=6"], 2 * 6 + 1),  # Heun, denoise
         (["--sampler", "probability_flow", "--set", "method=adaptive"], None),
         (["--sampler", "probability_flow", "--set", "method=dopri5"], None),
+        (["--sampler", "probability_flow", "--set", "method=heun_sigma", "--set", "n_steps=4"], 9),
     ],
 )
 def test_every_sde_sampler_through_the_console(ve_run, args, nfe):

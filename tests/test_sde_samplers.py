@@ -54,6 +54,9 @@ SAMPLERS = {
     "pf_heun": lambda sf, x, sde, g: probability_flow(sf, x, sde=sde, n_steps=50, method="heun"),
     "pf_adaptive": lambda sf, x, sde, g: probability_flow(sf, x, sde=sde, method="adaptive"),
     "pf_dopri5": lambda sf, x, sde, g: probability_flow(sf, x, sde=sde, method="dopri5"),
+    "pf_heun_sigma": lambda sf, x, sde, g: probability_flow(
+        sf, x, sde=sde, n_steps=50, method="heun_sigma"
+    ),
 }
 
 
@@ -108,7 +111,9 @@ def _slopes(ns, errs):
     return -np.diff(np.log(errs)) / np.diff(np.log(ns))
 
 
-@pytest.mark.parametrize("sde", [OUSDE(T=3.0), VPSDE()], ids=["ou", "vp"])
+@pytest.mark.parametrize(
+    "sde", [OUSDE(T=3.0), VPSDE(), VESDE(sigma_min=0.01, sigma_max=20.0)], ids=["ou", "vp", "ve"]
+)
 def test_probability_flow_orders(sde):
     mu, var0 = 2.0, 0.25
     target = Gaussian([mu], [[var0]], dtype=torch.float64)
@@ -116,7 +121,16 @@ def test_probability_flow_orders(sde):
     x_T = torch.linspace(-3.0, 3.0, 7, dtype=torch.float64)[:, None]
     exact = _gaussian_pf_map(sde, x_T, mu, var0)
     ns = [20, 40, 80, 160]
-    for method, lo, hi in [("euler", 0.8, 1.3), ("heun", 1.6, 2.4)]:
+    for method, lo, hi in [
+        ("euler", 0.8, 1.3),
+        ("heun", 1.6, 2.4),
+        ("euler_sigma", 0.8, 1.3),
+        ("heun_sigma", 1.6, 2.4),
+    ]:
+        if method.endswith("_sigma") and isinstance(sde, OUSDE):
+            # σ̃ = √(e^{2t} − 1) ≈ √(2t) near eps: the last uniform-t step spans σ̃ 0.57 → 0.005,
+            # pre-asymptotic up to n = 160 (slopes 0.66–0.83 and 1.55–1.72, rising towards 1, 2)
+            continue
         errs = [
             float(
                 (probability_flow(sf, x_T, sde=sde, n_steps=n, method=method).samples - exact)
@@ -126,13 +140,52 @@ def test_probability_flow_orders(sde):
             for n in ns
         ]
         slopes = _slopes(ns, errs)
-        # Euler is first order, Heun second (measured ≈ 0.89–1.02 and ≈ 1.92–2.09)
+        # Euler is first order, Heun second (measured slopes 0.84–1.02 and 1.92–2.21)
         assert lo <= slopes.mean() <= hi, (method, errs, slopes)
         assert all(s > lo - 0.1 for s in slopes), (method, slopes)
     for method in ("adaptive", "dopri5"):
         res = probability_flow(sf, x_T, sde=sde, method=method, rtol=1e-8, atol=1e-8)
         assert float((res.samples - exact).abs().max()) < 1e-6, method
         assert res.nfe > 6 and res.trajectory is None
+
+
+@pytest.mark.parametrize("sde", [VESDE(sigma_min=0.01, sigma_max=20.0), VPSDE(), OUSDE(T=3.0)])
+def test_sigma_steps_are_exact_for_a_point_mass(sde):
+    """Data at μ: the noised score is −(x − aμ)/s², and in y = x/a, σ̃ = s/a the flow is
+    y − μ ∝ σ̃, a straight line that Euler in σ̃ follows exactly with any number of steps (DDIM's
+    and EDM's point).  Euler in t is off by its first-order error."""
+    mu = 1.5
+
+    def score(x, t):
+        a, s = sde.marginal(t)
+        return -(x - a[:, None] * mu) / s[:, None] ** 2
+
+    x_T = torch.linspace(-40.0, 40.0, 9, dtype=torch.float64)[:, None]
+    a, s = sde.marginal(torch.tensor([sde.T, sde.eps], dtype=torch.float64))
+    sig = s / a
+    exact = a[1] * (mu + (x_T / a[0] - mu) * sig[1] / sig[0])
+    for method in ("euler_sigma", "heun_sigma"):
+        out = probability_flow(score, x_T, sde=sde, n_steps=3, method=method).samples
+        assert float((out - exact).abs().max()) < 1e-10 * float(1 + exact.abs().max()), method
+    t_steps = probability_flow(score, x_T, sde=sde, n_steps=3, method="euler").samples
+    assert float((t_steps - exact).abs().max()) > 1e-3
+
+
+def test_euler_sigma_is_karras_euler_for_ve():
+    """VE (a = 1): x ← x + σᵢ(σᵢ − σᵢ₊₁)·s, k-diffusion's `sample_euler` step
+    x + (σᵢ₊₁ − σᵢ)(x − D)/σᵢ with D = x + σᵢ²s, written out on our grid."""
+    sde = VESDE(sigma_min=0.01, sigma_max=10.0)
+    target = seed001_fig3()
+    sf = exact_score_fn(sde, target)
+    x = sde.prior_sample((64, 2), generator=torch.Generator().manual_seed(1)).double()
+    ours = probability_flow(sf, x, sde=sde, n_steps=8, method="euler_sigma").samples
+    ts = torch.linspace(sde.T, sde.eps, 9, dtype=torch.float64)
+    sig = sde.marginal(ts)[1]
+    y = x.clone()
+    for i in range(8):
+        d = -sig[i] * sf(y, ts[i].expand(64))  # (y − D)/σ
+        y = y + (sig[i + 1] - sig[i]) * d
+    torch.testing.assert_close(ours, y, rtol=1e-12, atol=1e-12)
 
 
 @pytest.mark.parametrize("method", ["euler_maruyama", "exponential"])
@@ -259,6 +312,8 @@ def test_determinism_and_nfe():
         (lambda g: predictor_corrector(sf, x0, sde=sde, n_steps=7, n_corrector=2, generator=g), 21),
         (lambda g: probability_flow(sf, x0, sde=sde, n_steps=7), 7),
         (lambda g: probability_flow(sf, x0, sde=sde, n_steps=7, method="heun"), 14),
+        (lambda g: probability_flow(sf, x0, sde=sde, n_steps=7, method="euler_sigma"), 7),
+        (lambda g: probability_flow(sf, x0, sde=sde, n_steps=7, method="heun_sigma"), 14),
         (lambda g: probability_flow(sf, x0, sde=sde, n_steps=7, denoise=True), 8),
         (lambda g: ancestral(sf, x0, sde=sde, n_steps=7, denoise=True, generator=g), 8),
     ]

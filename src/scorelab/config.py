@@ -606,7 +606,14 @@ _SAMPLE_PARAMS = {
 # the string settings of the SDE samplers and their values (the samplers check them too)
 _CHOICES = {
     ("reverse_sde", "method"): ("euler_maruyama", "exponential"),
-    ("probability_flow", "method"): ("euler", "heun", "dopri5", "adaptive"),
+    ("probability_flow", "method"): (
+        "euler",
+        "heun",
+        "euler_sigma",
+        "heun_sigma",
+        "dopri5",
+        "adaptive",
+    ),
     ("predictor_corrector", "predictor"): ("reverse_diffusion", "ancestral", "euler_maruyama"),
 }
 
