@@ -134,7 +134,8 @@ def test_an_sde_table_fills_the_defaults_of_an_sde_run(tmp_path):
         ),
         (
             {"sde": {"name": "ve"}, "sample": {"sampler": "probability_flow", "method": "rk"}},
-            "method for probability_flow must be one of euler, heun, euler_sigma, heun_sigma, dopri5",
+            "method for probability_flow must be one of euler, heun, euler_sigma, heun_sigma, "
+            "dopri5, adaptive",
         ),
         (
             {

@@ -34,6 +34,7 @@ from scorelab.checkpoint import (
     read_weights,
     save_checkpoint,
 )
+from scorelab.distributed import Dist, average_gradients, broadcast_parameters, stream_seed
 
 Objective = Callable[..., Tensor]
 METRICS_FILE = "metrics.jsonl"
@@ -221,6 +222,8 @@ def fit(
     config: dict | None = None,
     skip_nonfinite: bool = False,
     batch_transform: Callable[[Tensor, torch.Generator], Tensor] | None = None,
+    dist: Dist | None = None,
+    precision: str = "fp32",
 ) -> FitResult:
     """Minimise mean(objective(model, batch)) with Adam for `steps` steps in total.
 
@@ -230,6 +233,14 @@ def fit(
     resume=True, continues from the last checkpoint there bit for bit.
     `batch_transform(batch, generator)` is applied to each drawn batch before the objective
     (e.g. `images.dequantize_scaled`); it draws from the same generator, so resuming stays exact.
+
+    dist (`scorelab.distributed.from_env()` under torchrun): with W > 1 processes every rank
+    starts from rank 0's weights, draws batch_size/W rows and its noise from its own stream
+    `stream_seed(seed, rank, step)`, and averages the gradients with one all_reduce after
+    backward (so a step is the step of one process on the W shares together); the logged loss
+    is the mean over ranks, and only rank 0 writes metrics and checkpoints.
+    precision="bf16" runs the objective under torch.autocast(bfloat16) (weights and the
+    optimiser stay float32).
     """
     _check_args(
         steps=steps,
@@ -244,6 +255,15 @@ def fit(
         config=config,
     )
     data = _check_data(data)
+    dist = Dist() if dist is None else dist
+    if precision not in ("fp32", "bf16"):
+        raise ScorelabError(f"precision must be 'fp32' or 'bf16', got {precision!r}")
+    if batch_size % dist.world_size:
+        raise ScorelabError(
+            f"batch_size {batch_size} must be a multiple of the number of processes "
+            f"({dist.world_size})"
+        )
+    local_batch = batch_size // dist.world_size
     params = list(model.parameters())
     if not params:
         raise ScorelabError("model has no parameters to train")
@@ -260,6 +280,9 @@ def fit(
         for p in ema.parameters():
             p.grad = None
     grads_finite = _GradCheck()
+
+    broadcast_parameters(model, dist)  # every rank starts from rank 0's weights
+    autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=precision == "bf16")
 
     start, seconds_before, acc_sum, acc_count = 0, 0.0, 0.0, 0
     run_path = Path(run_dir) if run_dir is not None else None
@@ -299,8 +322,9 @@ def fit(
                 group["foreach"] = True  # older checkpoints saved None (same arithmetic)
             seconds_before = record["seconds"]
             acc_sum, acc_count = record["metrics_accumulator"]
-        run_path.mkdir(parents=True, exist_ok=True)
-        _truncate_metrics(run_path / METRICS_FILE, start)
+        if dist.is_main:
+            run_path.mkdir(parents=True, exist_ok=True)
+            _truncate_metrics(run_path / METRICS_FILE, start)
 
     meta = {
         "lr": lr,
@@ -309,6 +333,8 @@ def fit(
         "ema_decay": ema_decay,
         "grad_clip": grad_clip,
         "config": config,
+        "world_size": dist.world_size,
+        "precision": precision,
     }
     losses: list[float] = []
     skipped: list[int] = []
@@ -316,25 +342,31 @@ def fit(
     ema_update = _EMA(ema, model, ema_decay).update if ema is not None else None
     t0 = time.perf_counter()
     model.train()
-    metrics = open(run_path / METRICS_FILE, "a") if run_path is not None else None  # noqa: SIM115
-    bar = tqdm(total=steps, initial=start, disable=not progress, desc="fit", unit="step")
+    writes = run_path is not None and dist.is_main
+    metrics = open(run_path / METRICS_FILE, "a") if writes else None  # noqa: SIM115
+    show = progress and dist.is_main
+    bar = tqdm(total=steps, initial=start, disable=not show, desc="fit", unit="step")
     try:
         for step in range(start + 1, steps + 1):
-            idx = torch.randint(0, n, (batch_size,), generator=g, device=device)
+            if dist.enabled:
+                g.manual_seed(stream_seed(seed, dist.rank, step))
+            idx = torch.randint(0, n, (local_batch,), generator=g, device=device)
             batch = data[idx] if batch_transform is None else batch_transform(data[idx], g)
-            per_sample = objective(model, batch, generator=g)
-            if not isinstance(per_sample, Tensor) or per_sample.shape != (batch_size,):
+            with autocast:
+                per_sample = objective(model, batch, generator=g)
+            if not isinstance(per_sample, Tensor) or per_sample.shape != (local_batch,):
                 shape = tuple(per_sample.shape) if isinstance(per_sample, Tensor) else per_sample
                 raise ScorelabError(
-                    f"the objective must return per-sample losses of shape ({batch_size},), "
+                    f"the objective must return per-sample losses of shape ({local_batch},), "
                     f"got {shape}"
                 )
-            loss = per_sample.mean()
-            value = float(loss.detach())
+            loss = per_sample.float().mean() if precision == "bf16" else per_sample.mean()
+            value = float(dist.all_mean(loss.detach()))
             optimizer.zero_grad(set_to_none=True)
             ok = math.isfinite(value)
             if ok:
                 loss.backward()
+                average_gradients(params, dist)  # W > 1: the mean over the ranks' shares
                 ok = grads_finite(params)
             if not ok:
                 what = "loss" if not math.isfinite(value) else "gradient"
@@ -372,7 +404,7 @@ def fit(
                     metrics.write(json.dumps(line) + "\n")
                     metrics.flush()
                 acc_sum, acc_count = 0.0, 0
-            if run_path is not None and (
+            if writes and (
                 step == steps or (checkpoint_every is not None and step % checkpoint_every == 0)
             ):
                 if metrics is not None:  # the lines up to this step must outlive a crash too
