@@ -31,6 +31,14 @@ def _add_device(p: argparse.ArgumentParser) -> None:
     )
 
 
+def _add_compile(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--compile",
+        action="store_true",
+        help="torch.compile the score network (the first calls take seconds to compile)",
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="scorelab",
@@ -45,8 +53,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
 
-    p = sub.add_parser("train", help="train a score model from a TOML config into a run folder")
-    p.add_argument("config", help="a TOML config (see configs/)")
+    p = sub.add_parser(
+        "train",
+        help="train a score model from a TOML config into a run folder",
+        description="Runs unchanged under `torchrun --nproc_per_node=N` (docs/scaling.md).",
+    )
+    p.add_argument("config", nargs="?", help="a TOML config (see configs/)")
     p.add_argument(
         "--set",
         action="append",
@@ -54,6 +66,23 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="KEY=VALUE",
         help="override a config value, e.g. --set train.steps=500 (repeatable)",
     )
+    p.add_argument(
+        "--resume",
+        metavar="RUN",
+        help="continue RUN from its last checkpoint (with any number of processes) instead",
+    )
+    p.add_argument(
+        "--steps",
+        type=_positive_int,
+        help="with --resume: train to this many steps in all (default: the run's train.steps)",
+    )
+    p.add_argument(
+        "--precision",
+        choices=("fp32", "bf16"),
+        default="fp32",
+        help="bf16: the objective under torch.autocast(bfloat16), for GPUs (default fp32)",
+    )
+    _add_compile(p)
     _add_device(p)
 
     p = sub.add_parser("sample", help="draw samples from a trained run")
@@ -74,6 +103,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="sampler setting, e.g. --set step_size=1e-4 --set init=data (Langevin) or "
         "--set n_steps=1000 --set snr=0.1 (SDE)",
     )
+    _add_compile(p)
     _add_device(p)
 
     p = sub.add_parser(
@@ -128,25 +158,60 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _job(device_name: str):
+    """(device, Dist): under torchrun each process joins the job and takes its own GPU."""
+    import torch
+
+    from scorelab.distributed import from_env
+    from scorelab.pipeline import resolve_device
+
+    device = resolve_device(device_name)
+    dist = from_env(device)
+    if dist.enabled and device.type == "cuda":
+        device = torch.device(f"cuda:{dist.local_rank}")
+    return device, dist
+
+
 def _train(args) -> int:
     from scorelab.config import load_config
-    from scorelab.pipeline import resolve_device, train
+    from scorelab.pipeline import resume, train
 
-    device = resolve_device(args.device)
-    cfg = load_config(args.config, args.set)
-    run_dir = train(cfg, Path(args.config).read_text(), device=device)
-    print(f"trained: {run_dir}")
-    print(f"next: scorelab sample {run_dir}")
+    if (args.config is None) == (args.resume is None):
+        raise ScorelabError("give a config to train, or --resume RUN to continue a run (not both)")
+    if args.resume is None and args.steps is not None:
+        raise ScorelabError("--steps goes with --resume; for a new run use --set train.steps=N")
+    if args.resume is not None and args.set:
+        raise ScorelabError("--set changes a new run's config; --resume continues the run's own")
+    device, dist = _job(args.device)
+    options = {"device": device, "dist": dist, "precision": args.precision}
+    options["compile_model"] = args.compile
+    if args.resume is not None:
+        run_dir = resume(args.resume, steps=args.steps, **options)
+    else:
+        cfg = load_config(args.config, args.set)
+        run_dir = train(cfg, Path(args.config).read_text(), **options)
+    if dist.is_main:
+        print(f"trained: {run_dir}")
+        print(f"next: scorelab sample {run_dir}")
     return 0
 
 
 def _sample(args) -> int:
-    from scorelab.pipeline import grid_path, resolve_device, sample
+    from scorelab.pipeline import grid_path, sample
 
-    device = resolve_device(args.device)
+    device, dist = _job(args.device)
     path = sample(
-        args.run, sampler=args.sampler, n=args.n, overrides=args.set, seed=args.seed, device=device
+        args.run,
+        sampler=args.sampler,
+        n=args.n,
+        overrides=args.set,
+        seed=args.seed,
+        device=device,
+        dist=dist,
+        compile_model=args.compile,
     )
+    if path is None:  # another rank wrote the file
+        return 0
     print(f"wrote {path}")
     if grid_path(path).is_file():
         print(f"wrote {grid_path(path)}")

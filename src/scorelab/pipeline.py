@@ -17,6 +17,7 @@ the images file stay device-independent (CPU tensors).
 from __future__ import annotations
 
 import copy
+import dataclasses
 import json
 import math
 import os
@@ -40,6 +41,7 @@ from scorelab.config import (
     sde_parameters,
 )
 from scorelab.data import check_data, load_image_data, load_training_data
+from scorelab.distributed import Dist, gather_rows, shares, stream_seed
 from scorelab.runs import (
     figures_dir,
     fresh_run_dir,
@@ -217,12 +219,21 @@ def _interactive() -> bool:
 
 
 # -- train ------------------------------------------------------------------------------------
-def train(cfg: RunConfig, config_text: str | None = None, *, device: str = "cpu") -> Path:
+def train(
+    cfg: RunConfig,
+    config_text: str | None = None,
+    *,
+    device: str = "cpu",
+    dist: Dist | None = None,
+    precision: str = "fp32",
+    compile_model: bool = False,
+) -> Path:
     """Train into a fresh run folder: config.toml, config.json (resolved), data.npy (points) or
-    images.npz (images), metrics.jsonl, checkpoints/.  The model trains on `device`."""
-    from scorelab.images import dequantize_scaled
-    from scorelab.train import fit
+    images.npz (images), metrics.jsonl, checkpoints/.  The model trains on `device`.
 
+    Under torchrun (`dist` from `scorelab.distributed.from_env`) every rank builds the same data
+    and model; rank 0 alone creates the folder (its name broadcast to the others) and writes."""
+    dist = Dist() if dist is None else dist
     dev = torch.device(device)
     batch_transform = None
     image_meta: dict[str, Any] | None = None
@@ -230,9 +241,7 @@ def train(cfg: RunConfig, config_text: str | None = None, *, device: str = "cpu"
         train_images, test_images = load_image_data(cfg.data)
         data = train_images.images.flatten(1)
         image_meta = _image_meta(cfg, train_images, test_images)
-        levels = train_images.levels
-        if levels is not None:  # fresh uniform dequantisation per batch (Theis et al. 2016)
-            batch_transform = lambda b, g: dequantize_scaled(b, levels, g)  # noqa: E731
+        batch_transform = _dequantizer(train_images.levels)
     else:
         data, _ = load_training_data(cfg.data, cfg.seed)
     if cfg.sde is None:
@@ -247,29 +256,134 @@ def train(cfg: RunConfig, config_text: str | None = None, *, device: str = "cpu"
     model = build_model(cfg, int(data.shape[1]), sde, sigmas=sigmas, image_shape=shape).to(dev)
     # builds (and validates) before the folder
     objective = build_objective(cfg, sigmas, sde)
-    run_dir = fresh_run_dir(cfg.out, cfg.name)
-    if config_text is not None:
-        (run_dir / "config.toml").write_text(config_text)
-    if image_meta is not None:
-        save_run_images(run_dir, train_images, test_images)
-    else:
-        np.save(run_dir / "data.npy", data.numpy())
+    run_dir = dist.broadcast(fresh_run_dir(cfg.out, cfg.name) if dist.is_main else None)
     n_params = sum(p.numel() for p in model.parameters())
-    write_json(
-        run_dir / "config.json",
-        {
-            "config": cfg.as_dict(),
-            **noise,
-            **({"images": image_meta} if image_meta is not None else {}),
-            "dim": int(data.shape[1]),
-            "n_data": int(data.shape[0]),
-            "n_parameters": int(n_params),
-            "device": str(dev),
-            "scorelab_version": __version__,
-            "created": datetime.now().isoformat(timespec="seconds"),
-        },
+    if dist.is_main:
+        if config_text is not None:
+            (run_dir / "config.toml").write_text(config_text)
+        if image_meta is not None:
+            save_run_images(run_dir, train_images, test_images)
+        else:
+            np.save(run_dir / "data.npy", data.numpy())
+        write_json(
+            run_dir / "config.json",
+            {
+                "config": cfg.as_dict(),
+                **noise,
+                **({"images": image_meta} if image_meta is not None else {}),
+                "dim": int(data.shape[1]),
+                "n_data": int(data.shape[0]),
+                "n_parameters": int(n_params),
+                "device": str(dev),
+                "world_size": dist.world_size,
+                "scorelab_version": __version__,
+                "created": datetime.now().isoformat(timespec="seconds"),
+            },
+        )
+        _print_plan(cfg, data, image_meta, noise, model, n_params, dev, dist)
+    _fit_run(cfg, model, objective, data, run_dir, batch_transform, dist, precision, compile_model)
+    return run_dir
+
+
+def resume(
+    run_dir: str | Path,
+    *,
+    steps: int | None = None,
+    device: str = "cpu",
+    dist: Dist | None = None,
+    precision: str = "fp32",
+    compile_model: bool = False,
+) -> Path:
+    """Continue a run from its last checkpoint, to the config's train.steps (or `steps`), with
+    its own stored data; any number of processes (`fit`'s streams need no saved state then)."""
+    dist = Dist() if dist is None else dist
+    run_dir = Path(run_dir)
+    cfg, meta = read_run(run_dir)
+    dev = torch.device(device)
+    batch_transform = None
+    if is_image_run(meta):
+        train_images, _ = load_run_images(run_dir, meta)
+        data = train_images.images.flatten(1)
+        batch_transform = _dequantizer(train_images.levels)
+    else:
+        try:
+            data = torch.as_tensor(np.load(run_dir / "data.npy", allow_pickle=False))
+        except (OSError, ValueError) as err:
+            raise ScorelabError(f"{run_dir / 'data.npy'}: cannot read ({err})") from None
+    sde = run_sde(meta)
+    sigmas = meta.get("noise", {}).get("sigmas")
+    shape = meta.get("images", {}).get("shape")
+    model = build_model(cfg, meta["dim"], sde, sigmas=sigmas, image_shape=shape).to(dev)
+    objective = build_objective(cfg, sigmas, sde)
+    if steps is not None:
+        cfg = copy.deepcopy(cfg)
+        cfg.train.steps = steps
+    _fit_run(
+        cfg,
+        model,
+        objective,
+        data,
+        run_dir,
+        batch_transform,
+        dist,
+        precision,
+        compile_model,
+        resume=True,
     )
+    return run_dir
+
+
+def _dequantizer(levels: int | None):
+    """Fresh uniform dequantisation per batch for discrete images (Theis et al. 2016)."""
+    from scorelab.images import dequantize_scaled
+
+    if levels is None:
+        return None
+    return lambda b, g: dequantize_scaled(b, levels, g)
+
+
+def _fit_run(
+    cfg,
+    model,
+    objective,
+    data,
+    run_dir,
+    batch_transform,
+    dist,
+    precision,
+    compile_model,
+    *,
+    resume: bool = False,
+):
+    from scorelab.train import fit
+
+    if compile_model:
+        model.compile()  # in place: the state_dict keys, and so the checkpoints, stay the same
     t = cfg.train
+    fit(
+        model,
+        objective,
+        data,
+        steps=t.steps,
+        batch_size=t.batch_size,
+        lr=t.lr,
+        ema_decay=t.ema_decay,
+        grad_clip=t.grad_clip,
+        seed=cfg.seed,
+        run_dir=run_dir,
+        checkpoint_every=t.checkpoint_every,
+        resume=resume,
+        log_every=t.log_every,
+        progress=_interactive(),
+        config=cfg.as_dict(),
+        batch_transform=batch_transform,
+        dist=dist,
+        precision=precision,
+    )
+
+
+def _print_plan(cfg, data, image_meta, noise, model, n_params, dev, dist) -> None:
+    """What train is about to do, on stderr (rank 0)."""
     if image_meta is not None:
         c, h, w = image_meta["shape"]
         what = f"{data.shape[0]} images {c}×{h}×{w} ({image_meta['source']}"
@@ -278,14 +392,16 @@ def train(cfg: RunConfig, config_text: str | None = None, *, device: str = "cpu"
         what += f"; held out: {image_meta['n_test']} ({held})" if held else "; none held out"
     else:
         what = f"{data.shape[0]} points in {data.shape[1]}-d"
+    procs = f"; {dist.world_size} processes ({dist.backend})" if dist.enabled else ""
     print(
-        f"{cfg.model.name}: {n_params:,} parameters; {cfg.objective.name} on {what}; device {dev}",
+        f"{cfg.model.name}: {n_params:,} parameters; {cfg.objective.name} on {what}; "
+        f"device {dev}{procs}",
         file=sys.stderr,
     )
     net = model.net if hasattr(model, "net") else model  # MarginalStdScaled wraps the network
     if hasattr(net, "summary"):
         print(net.summary(), file=sys.stderr)
-    if sde is not None:
+    if "sde" in noise:
         r = noise["sde"]
         values = ", ".join(f"{k}={v:.4g}" for k, v in r["params"].items())
         print(f"sde: {r['name']} ({values})", file=sys.stderr)
@@ -303,24 +419,6 @@ def train(cfg: RunConfig, config_text: str | None = None, *, device: str = "cpu"
             f"step size {r['step_size']:.3g} at {r['n_steps_each']} steps per level",
             file=sys.stderr,
         )
-    fit(
-        model,
-        objective,
-        data,
-        steps=t.steps,
-        batch_size=t.batch_size,
-        lr=t.lr,
-        ema_decay=t.ema_decay,
-        grad_clip=t.grad_clip,
-        seed=cfg.seed,
-        run_dir=run_dir,
-        checkpoint_every=t.checkpoint_every,
-        log_every=t.log_every,
-        progress=_interactive(),
-        config=cfg.as_dict(),
-        batch_transform=batch_transform,
-    )
-    return run_dir
 
 
 # -- image data in a run folder ---------------------------------------------------------------
@@ -495,12 +593,21 @@ def sample(
     overrides: list[str] | None = None,
     seed: int | None = None,
     device: str | torch.device = "cpu",
-) -> Path:
+    dist: Dist | None = None,
+    compile_model: bool = False,
+) -> Path | None:
     """Draw samples from a trained run on `device`; writes samples/NAME.npz, plus a figure in
-    2-D and a PNG grid figures/samples-NAME.png for image runs."""
+    2-D and a PNG grid figures/samples-NAME.png for image runs.
+
+    Under torchrun the n samples are split into contiguous shares, rank r drawing its share
+    from `stream_seed(seed, r)`; rank 0 gathers them in rank order, writes, and returns the
+    path (None on the other ranks).  Same seed and number of processes: same file."""
+    dist = Dist() if dist is None else dist
     run_dir = Path(run_dir)
     dev = torch.device(device)
     cfg, meta, model = load_run(run_dir, dev)
+    if compile_model:
+        model.compile()
     s = cfg.sample
     raw = {"sampler": s.sampler, "n": s.n, "init": s.init, **s.params}
     if sampler is not None and sampler != raw["sampler"]:
@@ -516,19 +623,32 @@ def sample(
     image = meta.get("images")
     data = _model_space_data(run_dir, meta, seed)
     g = make_generator(seed, dev)
+    n_total = sc.n
+    if dist.enabled:
+        if n_total < dist.world_size:
+            raise ScorelabError(
+                f"-n {n_total} is fewer than the {dist.world_size} processes: each draws a share"
+            )
+        sc = dataclasses.replace(sc, n=shares(n_total, dist.world_size)[dist.rank])
+        g = make_generator(stream_seed(seed, dist.rank), dev)
     if sc.sampler in SDE_SAMPLERS:
         res = _sample_sde(model, run_sde(meta), sc.sampler, sc.n, dim, params, g)
     else:
         box = (0.0, 1.0) if image is not None else None  # images: U(0, 1)^D, as NCSN
         res = _sample_langevin(model, meta["noise"], sc, params, data.to(dev), g, box=box)
+    samples = gather_rows(res.samples, dist)
+    if samples is None:  # not rank 0: its share is in rank 0's file
+        return None
     stamp = datetime.now().strftime("%Y%m%d-%H%M%S-%f")
     extra = {"image_shape": image["shape"], "levels": image["levels"]} if image else {}
+    if dist.enabled:
+        extra["world_size"] = dist.world_size
     path = save_samples(
         run_dir / "samples" / f"{sc.sampler}-{stamp}.npz",
-        res.samples,
+        samples,
         sampler=sc.sampler,
         init=sc.init,
-        n=sc.n,
+        n=n_total,
         nfe=res.nfe,
         params=params,
         step_size=res.info.get("step_size"),
@@ -537,13 +657,13 @@ def sample(
         **extra,
     )
     if image is not None:
-        save_sample_grid(res.samples, image, grid_path(path))
+        save_sample_grid(samples, image, grid_path(path))
     elif dim == 2:
         _plot_samples(
             run_dir,
             cfg,
             data,
-            res.samples.cpu(),
+            samples,
             f"{sc.sampler} ({sc.init} start)",
             figures_dir(run_dir) / f"samples-{path.stem}.png",
         )
