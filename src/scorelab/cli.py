@@ -185,11 +185,16 @@ def _train(args) -> int:
     device, dist = _job(args.device)
     options = {"device": device, "dist": dist, "precision": args.precision}
     options["compile_model"] = args.compile
-    if args.resume is not None:
-        run_dir = resume(args.resume, steps=args.steps, **options)
-    else:
-        cfg = load_config(args.config, args.set)
-        run_dir = train(cfg, Path(args.config).read_text(), **options)
+    try:
+        if args.resume is not None:
+            run_dir = resume(args.resume, steps=args.steps, **options)
+        else:
+            cfg = load_config(args.config, args.set)
+            run_dir = train(cfg, Path(args.config).read_text(), **options)
+    except BaseException:
+        dist.close(wait=False)
+        raise
+    dist.close()
     if dist.is_main:
         print(f"trained: {run_dir}")
         print(f"next: scorelab sample {run_dir}")
@@ -200,16 +205,21 @@ def _sample(args) -> int:
     from scorelab.pipeline import grid_path, sample
 
     device, dist = _job(args.device)
-    path = sample(
-        args.run,
-        sampler=args.sampler,
-        n=args.n,
-        overrides=args.set,
-        seed=args.seed,
-        device=device,
-        dist=dist,
-        compile_model=args.compile,
-    )
+    try:
+        path = sample(
+            args.run,
+            sampler=args.sampler,
+            n=args.n,
+            overrides=args.set,
+            seed=args.seed,
+            device=device,
+            dist=dist,
+            compile_model=args.compile,
+        )
+    except BaseException:
+        dist.close(wait=False)
+        raise
+    dist.close()
     if path is None:  # another rank wrote the file
         return 0
     print(f"wrote {path}")

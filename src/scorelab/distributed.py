@@ -82,6 +82,15 @@ class Dist:
         tdist.broadcast_object_list(box, src=0)
         return box[0]
 
+    def close(self, *, wait: bool = True) -> None:
+        """Leave the process group, after every rank got here when `wait` (a process that exits
+        while gloo's threads run aborts with "terminate called without an active exception").
+        After an error, wait=False: the other ranks may be inside another collective."""
+        if self.enabled and tdist.is_initialized():
+            if wait:
+                tdist.barrier()
+            tdist.destroy_process_group()
+
     def all_mean(self, x: Tensor) -> Tensor:
         """The mean of x over the ranks (x itself with one process)."""
         if not self.enabled:
@@ -133,16 +142,18 @@ def broadcast_parameters(model: nn.Module, dist: Dist) -> None:
             tdist.broadcast(t.data, src=0)
 
 
-def average_gradients(params: list[Tensor], dist: Dist) -> None:
-    """Each parameter's .grad ← its mean over the ranks, by one all_reduce of the flattened
-    gradients (a missing gradient counts as zeros, so every rank sends the same layout).
+def average_gradients(params: list[Tensor], dist: Dist, loss: float) -> float:
+    """Each parameter's .grad ← its mean over the ranks, and the mean of the ranks' `loss`
+    returned, by one all_reduce of the flattened gradients with the loss appended.  A missing
+    gradient counts as zeros (a rank whose loss was not finite skipped backward; the mean loss
+    is then not finite either, and every rank skips the step alike).
 
     This is DistributedDataParallel's arithmetic without its hooks: DDP's forward hooks do not
     compose with torch.func (ISM's vmap(jacrev) fails under DDP with "Cannot access data
     pointer of Tensor that doesn't have storage"), and one flat all_reduce after backward
     serves every objective alike (docs/scaling.md)."""
     if not dist.enabled:
-        return
+        return loss
     grads = []
     for p in params:
         if p.grad is None:
@@ -150,8 +161,9 @@ def average_gradients(params: list[Tensor], dist: Dist) -> None:
         elif p.grad.is_sparse:
             raise ScorelabError("sparse gradients are not supported with several processes")
         grads.append(p.grad)
-    flat = torch._utils._flatten_dense_tensors(grads)
+    flat = torch._utils._flatten_dense_tensors([*grads, grads[0].new_tensor([loss])])
     tdist.all_reduce(flat, op=tdist.ReduceOp.SUM)
     flat /= dist.world_size
-    for g, v in zip(grads, torch._utils._unflatten_dense_tensors(flat, grads), strict=True):
+    for g, v in zip(grads, torch._utils._unflatten_dense_tensors(flat[:-1], grads), strict=True):
         g.copy_(v)
+    return float(flat[-1])

@@ -361,12 +361,15 @@ def fit(
                     f"got {shape}"
                 )
             loss = per_sample.float().mean() if precision == "bf16" else per_sample.mean()
-            value = float(dist.all_mean(loss.detach()))
+            value = float(loss.detach())
             optimizer.zero_grad(set_to_none=True)
             ok = math.isfinite(value)
             if ok:
                 loss.backward()
-                average_gradients(params, dist)  # W > 1: the mean over the ranks' shares
+            if dist.enabled:  # one all_reduce: the mean gradient and the mean loss over ranks
+                value = average_gradients(params, dist, value)
+                ok = math.isfinite(value)
+            if ok:
                 ok = grads_finite(params)
             if not ok:
                 what = "loss" if not math.isfinite(value) else "gradient"

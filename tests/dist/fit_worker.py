@@ -31,6 +31,7 @@ def main() -> None:
     res = fit(model, obj, data, steps=steps, batch_size=64, lr=1e-2, seed=7, dist=dist)
     state = {k: v.detach().clone() for k, v in model.state_dict().items()}
     torch.save({"state": state, "losses": res.losses}, f"{out}/rank{dist.rank}.pt")
+    dist.close()
 
 
 if __name__ == "__main__":
