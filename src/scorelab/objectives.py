@@ -278,12 +278,21 @@ class NCSN:
         if s.numel() > 1 and not bool((s[1:] < s[:-1]).all()):
             raise ScorelabError("NCSN: sigmas must be strictly decreasing (σ₁ > … > σ_L)")
         object.__setattr__(self, "sigmas", tuple(float(v) for v in s))
+        object.__setattr__(self, "_cache", {})
+
+    def _levels(self, dtype: torch.dtype, device: torch.device) -> Tensor:
+        """σ₁…σ_L as a tensor of x's dtype and device, built once per (dtype, device): a
+        torch.tensor from a tuple costs ~35 µs, 1–2 % of a small model's step."""
+        key = (dtype, device)
+        if key not in self._cache:
+            self._cache[key] = torch.tensor(self.sigmas, dtype=dtype, device=device)
+        return self._cache[key]
 
     def __call__(
         self, model: nn.Module, x: Tensor, *, generator: torch.Generator | None = None
     ) -> Tensor:
         _check_x(x, "NCSN")
-        levels = torch.tensor(self.sigmas, dtype=x.dtype, device=x.device)
+        levels = self._levels(x.dtype, x.device)
         idx = torch.randint(
             0, len(self.sigmas), (x.shape[0],), generator=generator, device=x.device
         )

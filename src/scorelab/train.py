@@ -7,6 +7,7 @@ the resume semantics and the batch sampling rule.
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import json
 import math
@@ -282,7 +283,11 @@ def fit(
     grads_finite = _GradCheck()
 
     broadcast_parameters(model, dist)  # every rank starts from rank 0's weights
-    autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=precision == "bf16")
+    autocast = (  # a disabled torch.autocast still costs ~5 µs per step on entry and exit
+        torch.autocast(device.type, dtype=torch.bfloat16)
+        if precision == "bf16"
+        else contextlib.nullcontext()
+    )
 
     start, seconds_before, acc_sum, acc_count = 0, 0.0, 0.0, 0
     run_path = Path(run_dir) if run_dir is not None else None
