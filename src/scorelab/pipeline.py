@@ -281,7 +281,8 @@ def train(
             },
         )
         _print_plan(cfg, data, image_meta, noise, model, n_params, dev, dist)
-    _fit_run(cfg, model, objective, data, run_dir, batch_transform, dist, precision, compile_model)
+    how = {"dist": dist, "precision": precision, "compile_model": compile_model}
+    _fit_run(cfg, model, objective, data, run_dir, batch_transform, **how)
     return run_dir
 
 
@@ -318,18 +319,8 @@ def resume(
     if steps is not None:
         cfg = copy.deepcopy(cfg)
         cfg.train.steps = steps
-    _fit_run(
-        cfg,
-        model,
-        objective,
-        data,
-        run_dir,
-        batch_transform,
-        dist,
-        precision,
-        compile_model,
-        resume=True,
-    )
+    how = {"dist": dist, "precision": precision, "compile_model": compile_model}
+    _fit_run(cfg, model, objective, data, run_dir, batch_transform, resume=True, **how)
     return run_dir
 
 
@@ -342,22 +333,11 @@ def _dequantizer(levels: int | None):
     return lambda b, g: dequantize_scaled(b, levels, g)
 
 
-def _fit_run(
-    cfg,
-    model,
-    objective,
-    data,
-    run_dir,
-    batch_transform,
-    dist,
-    precision,
-    compile_model,
-    *,
-    resume: bool = False,
-):
+def _fit_run(cfg, model, objective, data, run_dir, batch_transform, *, resume=False, **how) -> None:
+    """fit() with the run's [train] settings; `how`: dist, precision, compile_model."""
     from scorelab.train import fit
 
-    if compile_model:
+    if how["compile_model"]:
         model.compile()  # in place: the state_dict keys, and so the checkpoints, stay the same
     t = cfg.train
     fit(
@@ -377,8 +357,8 @@ def _fit_run(
         progress=_interactive(),
         config=cfg.as_dict(),
         batch_transform=batch_transform,
-        dist=dist,
-        precision=precision,
+        dist=how["dist"],
+        precision=how["precision"],
     )
 
 

@@ -454,8 +454,6 @@ def probability_flow(
         raise ScorelabError(f"method={method!r} needs n_steps")
     ts = _grid(sde, n)
     h = (sde.T - sde.eps) / n
-    if method in ("euler_sigma", "heun_sigma"):
-        return _pf_sigma(score_fn, x0, sde, ts, method, denoise, record_every, progress)
     c, g2, _ = _lin_coefs(sde, _on_grid(ts, x0))
     k = [0.5 * v for v in g2]  # ½g², exact in binary floating point
     no_drift = all(v == 0.0 for v in c)  # VE: d = −(½g²)s and x − h·d = x + h·(½g²)s
@@ -473,6 +471,10 @@ def probability_flow(
         d2 = c[i + 1] * xe - k[i + 1] * score_fn(xe, _t(ts[i + 1], x))
         return x - (0.5 * h) * (d1 + d2)
 
+    info: dict[str, Any] = {"method": method, "n_steps": n, "step": h}
+    if method in ("euler_sigma", "heun_sigma"):
+        step, ends = _sigma_step(score_fn, sde, ts, heun=method == "heun_sigma")
+        info = {"method": method, "n_steps": n, **ends}
     x, traj, seconds = iterate(
         step,
         x0,
@@ -482,29 +484,22 @@ def probability_flow(
         record_every=record_every,
         progress=progress,
     )
-    nfe = n if method == "euler" else 2 * n
-    info = {"method": method, "n_steps": n, "step": h, "seconds": seconds}
+    nfe = n if method in ("euler", "euler_sigma") else 2 * n
+    info["seconds"] = seconds
     return _finish(score_fn, x, sde, denoise, nfe, traj, info)
 
 
-def _pf_sigma(
-    score_fn: ScoreFn,
-    x0: Tensor,
-    sde: SDE,
-    ts: list[float],
-    method: str,
-    denoise: bool,
-    record_every: int,
-    progress: bool,
-) -> SampleResult:
-    """Euler / Heun in (y = x/a, σ̃ = s/a) on the nodes ts (see `probability_flow`)."""
+def _sigma_step(
+    score_fn: ScoreFn, sde: SDE, ts: list[float], heun: bool
+) -> tuple[Callable[[Tensor, int], Tensor], dict[str, float]]:
+    """The Euler / Heun step in (y = x/a, σ̃ = s/a) on the nodes ts (see `probability_flow`),
+    and σ̃ at both ends for the info."""
     n = len(ts) - 1
     a, s = sde.marginal(torch.tensor(ts, dtype=torch.float64))
     a, sig = a.tolist(), (s / a).tolist()
     r = [a[i + 1] / a[i] for i in range(n)]
     q = [a[i + 1] * a[i] * sig[i] * (sig[i] - sig[i + 1]) for i in range(n)]
     q2 = [a[i + 1] ** 2 * sig[i + 1] * (sig[i] - sig[i + 1]) for i in range(n)]
-    heun = method == "heun_sigma"
 
     def step(x: Tensor, i: int) -> Tensor:
         xr = x if r[i] == 1.0 else r[i] * x  # VE: a = 1
@@ -515,18 +510,7 @@ def _pf_sigma(
         s2 = score_fn(xe, _t(ts[i + 1], x))
         return xr + (0.5 * q[i]) * s1 + (0.5 * q2[i]) * s2
 
-    x, traj, seconds = iterate(
-        step,
-        x0,
-        n,
-        sampler=f"probability_flow[{method}]",
-        hint=f"increase n_steps (now {n})",
-        record_every=record_every,
-        progress=progress,
-    )
-    info = {"method": method, "n_steps": n, "sigma_T": sig[0], "sigma_eps": sig[-1]}
-    info["seconds"] = seconds
-    return _finish(score_fn, x, sde, denoise, 2 * n if heun else n, traj, info)
+    return step, {"sigma_T": sig[0], "sigma_eps": sig[-1]}
 
 
 def _pf_dopri5(
