@@ -143,7 +143,9 @@ def save_checkpoint(
     state["rng.generator"] = generator.get_state()
     state["rng.torch"] = torch.get_rng_state()
 
-    header = {"format": FORMAT, "step": str(step)}
+    # one metadata key: safetensors writes its metadata map in hash order, which varies from
+    # process to process, and two keys would make equal checkpoints differ byte for byte
+    header = {"format": f"{FORMAT}; step {step}"}
     files: dict[str, dict[str, Any]] = {}
     for kind, tensors in (("weights", weights), ("state", state)):
         name = f"{kind}-{step:06d}.safetensors"

@@ -314,6 +314,8 @@ def resume(
     sde = run_sde(meta)
     sigmas = meta.get("noise", {}).get("sigmas")
     shape = meta.get("images", {}).get("shape")
+    # train's initial weights: they count when the run stopped before its first checkpoint
+    torch.manual_seed(cfg.seed)
     model = build_model(cfg, meta["dim"], sde, sigmas=sigmas, image_shape=shape).to(dev)
     objective = build_objective(cfg, sigmas, sde)
     if steps is not None:
