@@ -44,8 +44,8 @@ def load_array(path: str | Path) -> Tensor:
             arr = _read_csv(path)
         else:
             raise ScorelabError(f"data file {path} must be .npy, .npz or .csv")
-    except (OSError, ValueError) as err:
-        raise ScorelabError(f"cannot read {path}: {err}") from None
+    except (OSError, ValueError, EOFError) as err:  # EOFError: an empty or cut-off .npy
+        raise ScorelabError(f"cannot read {path}: {err or 'the file is empty'}") from None
     return check_data(arr, str(path))
 
 

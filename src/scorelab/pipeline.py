@@ -309,7 +309,7 @@ def resume(
     else:
         try:
             data = torch.as_tensor(np.load(run_dir / "data.npy", allow_pickle=False))
-        except (OSError, ValueError) as err:
+        except (OSError, ValueError, EOFError) as err:
             raise ScorelabError(f"{run_dir / 'data.npy'}: cannot read ({err})") from None
     sde = run_sde(meta)
     sigmas = meta.get("noise", {}).get("sigmas")
