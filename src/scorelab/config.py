@@ -321,6 +321,32 @@ def _check_params(table: str, builder, params: dict, reserved: tuple[str, ...] =
     )
     for key in params:
         _check(key in allowed, f"[{table}] unknown key '{key}'; allowed: {', '.join(allowed)}")
+        _check_like_default(table, key, params[key], sig.parameters[key].default)
+
+
+def _check_like_default(table: str, key: str, value: Any, default: Any) -> None:
+    """A value of the builder default's type: bool, int (≥ 1 where the default is), a finite
+    float (an int is one too) or a string.  Keys without such a default are left to the builder."""
+    kind = type(default)
+    if kind is bool:
+        ok = isinstance(value, bool)
+    elif kind is int:
+        ok = isinstance(value, int) and not isinstance(value, bool)
+        ok = ok and (default < 1 or value >= 1)
+    elif kind is float:
+        ok = isinstance(value, int | float) and not isinstance(value, bool)
+        ok = ok and math.isfinite(value)
+    elif kind is str:
+        ok = isinstance(value, str)
+    else:
+        return
+    want = {
+        bool: "true or false",
+        int: "an integer" + (" >= 1" if kind is int and default >= 1 else ""),
+        float: "a finite number",
+        str: "a string",
+    }[kind]
+    _check(ok, f"[{table}] {key} must be {want}, got {value!r}")
 
 
 def validate(cfg: RunConfig) -> None:
