@@ -158,3 +158,22 @@ def test_full_disk_keeps_the_previous_checkpoint(tmp_path, monkeypatch, capsys):
     model = build_model(cfg_, meta["dim"], run_sde(meta), sigmas=meta["noise"]["sigmas"])
     load_checkpoint(run, model, ema=True)
     assert all(torch.isfinite(p).all() for p in model.parameters())
+
+
+def test_divergence_names_the_step_and_lr_or_is_skipped(tmp_path, capsys):
+    """lr = 1e30 blows the weights up after one Adam step: train stops with one line naming the
+    step and the lr, or, with [train] skip_nonfinite = true, logs the bad steps and goes on."""
+    cfg = _config(tmp_path)
+    text = cfg.read_text().replace(f"steps = {STEPS}", "steps = 30\nlr = 1e30")
+    cfg.write_text(text)
+    assert main(["train", str(cfg)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert err.startswith("scorelab: error: training diverged at step ") and "lr (now 1e+30)" in err
+    cfg.write_text(text.replace("lr = 1e30", "lr = 1e30\nskip_nonfinite = true"))
+    assert main(["train", str(cfg)]) == 0
+    run = max((tmp_path / "runs").iterdir(), key=lambda p: p.stat().st_mtime)
+    lines = [json.loads(v) for v in (run / "metrics.jsonl").read_text().splitlines()]
+    skipped = [v["step"] for v in lines if v.get("skipped")]
+    assert (
+        skipped and skipped[-1] == 30 and all(v["loss"] is None for v in lines if v.get("skipped"))
+    )

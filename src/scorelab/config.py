@@ -104,6 +104,7 @@ class TrainConfig:
     lr: float = 1e-3
     ema_decay: float | None = 0.999  # 0 in a config file: no EMA
     grad_clip: float | None = None
+    skip_nonfinite: bool = False  # skip (and log) a step whose loss or gradient is not finite
     checkpoint_every: int | None = None
     log_every: int = 100
 

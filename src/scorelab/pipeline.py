@@ -351,6 +351,7 @@ def _fit_run(cfg, model, objective, data, run_dir, batch_transform, *, resume=Fa
         lr=t.lr,
         ema_decay=t.ema_decay,
         grad_clip=t.grad_clip,
+        skip_nonfinite=t.skip_nonfinite,
         seed=cfg.seed,
         run_dir=run_dir,
         checkpoint_every=t.checkpoint_every,
