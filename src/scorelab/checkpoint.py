@@ -208,7 +208,7 @@ def read_checkpoint_json(run_dir: str | Path) -> dict[str, Any] | None:
 def _read(path: Path, keys: Mapping[str, str]) -> dict[str, Tensor]:
     """Tensors `keys[name]` of a safetensors file, as `name`; missing keys name the file."""
     out = {}
-    with safe_open(str(path), framework="pt") as f:
+    with _open(path) as f:
         present = set(f.keys())
         for name, key in keys.items():
             if key not in present:
@@ -217,10 +217,23 @@ def _read(path: Path, keys: Mapping[str, str]) -> dict[str, Tensor]:
     return out
 
 
+@contextlib.contextmanager
+def _open(path: Path):
+    """safe_open(path), with a damaged file (safetensors' own error: a header that does not
+    parse, a body shorter than it says) turned into one ScorelabError naming the file."""
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            yield f
+    except ScorelabError:
+        raise
+    except Exception as err:  # SafetensorError, OSError
+        raise ScorelabError(f"{path}: not a readable safetensors file ({err})") from None
+
+
 def read_weights(path: Path, module: nn.Module, prefix: str = "") -> dict[str, Tensor]:
     """`module`'s state dict from `path` (keys under `prefix`), shape-checked before any copy."""
     expected = module.state_dict()
-    with safe_open(str(path), framework="pt") as f:
+    with _open(path) as f:
         present = set(f.keys())
         unexpected = sorted(
             k
@@ -249,7 +262,7 @@ def read_weights(path: Path, module: nn.Module, prefix: str = "") -> dict[str, T
 
 def read_state(path: Path) -> dict[str, Tensor]:
     """All tensors of a state file (optimizer and RNG states)."""
-    with safe_open(str(path), framework="pt") as f:
+    with _open(path) as f:
         return {k: f.get_tensor(k) for k in f.keys()}
 
 
