@@ -75,21 +75,11 @@ def test_cost_and_accuracy_match_scipy_rk45_on_van_der_pol():
 
     y0 = torch.tensor([[2.0, 0.0]], dtype=torch.float64)
     sol = dopri5(f, y0, 0.0, 10.0, rtol=1e-6, atol=1e-6)
-    ref = solve_ivp(
-        lambda t, y: [y[1], mu * (1 - y[0] ** 2) * y[1] - y[0]],
-        (0.0, 10.0),
-        [2.0, 0.0],
-        method="RK45",
-        rtol=1e-10,
-        atol=1e-10,
-    )
-    rk = solve_ivp(
-        lambda t, y: [y[1], mu * (1 - y[0] ** 2) * y[1] - y[0]],
-        (0.0, 10.0),
-        [2.0, 0.0],
-        method="RK45",
-        rtol=1e-6,
-        atol=1e-6,
-    )
+
+    def rk45(tol):
+        rhs = lambda t, y: [y[1], mu * (1 - y[0] ** 2) * y[1] - y[0]]  # noqa: E731
+        return solve_ivp(rhs, (0.0, 10.0), [2.0, 0.0], method="RK45", rtol=tol, atol=tol)
+
+    ref, rk = rk45(1e-10), rk45(1e-6)
     assert float((sol.y[0] - torch.from_numpy(ref.y[:, -1])).abs().max()) < 1e-5
     assert sol.nfe <= 1.1 * rk.nfev, (sol.nfe, rk.nfev)
