@@ -100,12 +100,13 @@ def test_killed_training_resumes_to_the_uninterrupted_weights(tmp_path):
     run = None
     while True:
         if len(injected) <= kills < len(injected) + n_random:
-            # a kill at a random moment of the training loop: once this launch has logged
-            # progress (torch's import takes seconds), after a random 0–0.8 s
-            before = _last_metric_step(run)
-            while proc.poll() is None and _last_metric_step(run) <= before:
-                time.sleep(0.01)
-            time.sleep(rng.uniform(0.0, 0.8))
+            # a kill at a random moment of the training loop: once this launch has logged a
+            # random 20–250 steps of progress (in steps, not seconds, so that a fast machine
+            # cannot finish the run before the kills are done), then 0–20 ms later
+            target = _last_metric_step(run) + rng.randint(20, 250)
+            while proc.poll() is None and _last_metric_step(run) < target:
+                time.sleep(0.005)
+            time.sleep(rng.uniform(0.0, 0.02))
             if proc.poll() is None:
                 proc.send_signal(signal.SIGKILL)
         code = proc.wait(timeout=300)
