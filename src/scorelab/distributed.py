@@ -70,12 +70,9 @@ class Dist:
     def is_main(self) -> bool:
         return self.rank == 0
 
-    def barrier(self) -> None:
-        if self.enabled:
-            tdist.barrier()
-
     def broadcast(self, obj: Any) -> Any:
-        """rank 0's `obj` on every rank (any picklable object)."""
+        """rank 0's `obj` on every rank (any picklable object; torch pickles it between the
+        job's own processes, never from a file)."""
         if not self.enabled:
             return obj
         box = [obj if self.is_main else None]
@@ -90,14 +87,6 @@ class Dist:
             if wait:
                 tdist.barrier()
             tdist.destroy_process_group()
-
-    def all_mean(self, x: Tensor) -> Tensor:
-        """The mean of x over the ranks (x itself with one process)."""
-        if not self.enabled:
-            return x
-        y = x.detach().clone()
-        tdist.all_reduce(y, op=tdist.ReduceOp.SUM)
-        return y / self.world_size
 
 
 def from_env(device: torch.device | str = "cpu") -> Dist:
